@@ -1,0 +1,33 @@
+"""DVC stage `explain`: UMAP decision maps (Fig. 6) and band-occlusion importance (Fig. 7)."""
+
+from landslide import paths
+from landslide.cli import run_stage
+from landslide.explain import ExplainParams, run_explain
+from landslide.h5data import load_split
+from landslide.heads import read_answers
+from landslide.params import read_section
+
+
+def main() -> None:
+    params = read_section(ExplainParams, "explain")
+    train = load_split(paths.NORMALIZED_TRAIN)
+    test = load_split(paths.NORMALIZED_TEST, with_images=False)
+    n_splits = int(train.attrs["n_splits"])
+    importance = run_explain(
+        params,
+        train=train,
+        model_paths=[paths.fold_model(k) for k in range(n_splits)],
+        embedding_paths=[paths.fold_embeddings(k) for k in range(n_splits)],
+        svm_path=paths.head_predictions("svm"),
+        answers=read_answers(paths.TEST_ANSWERS, test.ids),
+        out_umap_fc=paths.EXPLAIN_DIR / "umap_fc.png",
+        out_umap_svm=paths.EXPLAIN_DIR / "umap_svm.png",
+        out_occlusion_json=paths.EXPLAIN_DIR / "occlusion.json",
+        out_occlusion_png=paths.EXPLAIN_DIR / "occlusion.png",
+    )
+    top = sorted(importance, key=lambda r: -float(r["drop_sum"]))[:4]
+    print("explain: most important bands: " + ", ".join(f"{r['band']} ({float(r['share']):.0%})" for r in top))
+
+
+if __name__ == "__main__":
+    run_stage("explain", main)

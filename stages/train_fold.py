@@ -1,0 +1,31 @@
+"""DVC stage `train_fold@K`: fine-tune the backbone on fold K (foreach over the folds)."""
+
+from landslide import paths
+from landslide.augment import AugmentParams
+from landslide.cli import fold_argument, run_stage
+from landslide.model import ModelParams
+from landslide.params import get_section, load_params
+from landslide.train import TrainParams, run_train_fold
+
+
+def main() -> None:
+    fold = fold_argument(__doc__)
+    params = load_params()
+    result = run_train_fold(
+        fold,
+        get_section(params, ModelParams, "model"),
+        get_section(params, AugmentParams, "augment"),
+        get_section(params, TrainParams, "train"),
+        train_path=paths.NORMALIZED_TRAIN,
+        smote_path=paths.SMOTE_FILE,
+        out_model=paths.fold_model(fold),
+        out_oof=paths.fold_oof(fold),
+        out_metrics=paths.fold_metrics(fold),
+        live_dir=paths.fold_live_dir(fold),
+        resume_dir=paths.fold_resume_dir(fold),
+    )
+    print(f"train_fold@{fold}: best validation F1 {result.best_val_f1:.4f} at epoch {result.best_epoch}")
+
+
+if __name__ == "__main__":
+    run_stage("train_fold", main)

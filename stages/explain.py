@@ -17,8 +17,7 @@ def main() -> None:
         params,
         train=train,
         model_paths=[paths.fold_model(k) for k in range(n_splits)],
-        embedding_paths=[paths.fold_embeddings(k) for k in range(n_splits)],
-        svm_path=paths.head_predictions("svm"),
+        embeddings_path=paths.fold_embeddings(params.fold),
         answers=read_answers(paths.TEST_ANSWERS, test.ids),
         out_umap_fc=paths.EXPLAIN_DIR / "umap_fc.png",
         out_umap_svm=paths.EXPLAIN_DIR / "umap_svm.png",
@@ -26,7 +25,7 @@ def main() -> None:
         out_occlusion_png=paths.EXPLAIN_DIR / "occlusion.png",
     )
     top = sorted(importance, key=lambda r: -float(r["drop_sum"]))[:4]
-    print("explain: most important bands: " + ", ".join(f"{r['band']} ({float(r['share']):.0%})" for r in top))
+    print("explain: bands whose occlusion lowers P(landslide) most: " + ", ".join(f"{r['band']} ({float(r['share']):+.0%})" for r in top))
 
 
 if __name__ == "__main__":

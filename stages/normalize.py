@@ -1,7 +1,13 @@
 """DVC stage `normalize`: validate the dataset at data.dir, derive channels, scale, assign folds."""
 
 from landslide.cli import run_stage
-from landslide.normalize import DataParams, FoldsParams, NormalizeParams, check_data_dir, run_normalize
+from landslide.normalize import (
+    DataParams,
+    FoldsParams,
+    NormalizeParams,
+    check_data_dir,
+    run_normalize,
+)
 from landslide.params import get_section, load_params
 from landslide.paths import NORMALIZED_TEST, NORMALIZED_TRAIN, TEST_ANSWERS
 

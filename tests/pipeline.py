@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO_ROOT
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src/landslide", "experiments", "presets", ".dvcignore", ".gitignore"]

@@ -7,7 +7,14 @@ import dataclasses
 import numpy as np
 import torch
 
-from landslide.augment import AugmentParams, BatchAugment, color_jitter, geometric, make_mixup, soft_targets
+from landslide.augment import (
+    AugmentParams,
+    BatchAugment,
+    color_jitter,
+    geometric,
+    make_mixup,
+    soft_targets,
+)
 
 CHANNELS = ["Red", "Green", "Blue", "NIR", "DVV", "DVH", "DDVV", "DDVH", "AVV", "AVH", "ADVV", "ADVH"]
 BASE = AugmentParams(

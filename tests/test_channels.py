@@ -8,7 +8,12 @@ from skimage.feature import canny
 from skimage.filters import sobel
 
 from landslide.bands import BAND_INDEX
-from landslide.channels import EDGE_CHANNELS, INDEX_CHANNELS, channel_names, derive_channels
+from landslide.channels import (
+    EDGE_CHANNELS,
+    INDEX_CHANNELS,
+    channel_names,
+    derive_channels,
+)
 
 
 @pytest.fixture

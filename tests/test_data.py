@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_zindi, write_csv
 from helpers import files_under, run_stage_script, write_params
+
 from landslide.data import load_images, read_index
 from landslide.errors import DataError
 
@@ -76,7 +76,7 @@ BAD_CASES = {
     "empty train": (lambda root, info: _rewrite_train_csv(root, []), "lists no training images"),
     "missing npy": (
         lambda root, info: (root / "train_data" / f"{info['train_ids'][2]}.npy").unlink(),
-        f"ID_TR0002.npy not found",
+        "ID_TR0002.npy not found",
     ),
     "wrong shape": (lambda root, info: _corrupt_npy(root, info, "shape"), "ID_TR0003.npy has shape (64, 64, 3)"),
     "not numeric": (lambda root, info: _corrupt_npy(root, info, "string"), "not a real number type"),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO_ROOT
+
 from landslide.errors import ParamError
 from landslide.experiments import (
     build_report,

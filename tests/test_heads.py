@@ -143,3 +143,21 @@ def test_bad_head_params(change: dict, message: str) -> None:
 def test_unknown_head_name() -> None:
     with pytest.raises(ParamError, match="unknown head 'knn'"):
         check_head("knn")
+
+
+def test_counting_metrics_match_sklearn() -> None:
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from landslide.metrics import precision_recall_f1
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 50)
+        predicted = rng.integers(0, 2, 50) * (rng.random() < 0.9)
+        expected = (
+            precision_score(labels, predicted, zero_division=0),
+            recall_score(labels, predicted, zero_division=0),
+            f1_score(labels, predicted, zero_division=0),
+        )
+        assert precision_recall_f1(labels, predicted) == pytest.approx(expected)
+    assert precision_recall_f1(np.zeros(4), np.zeros(4)) == (0.0, 0.0, 0.0)

@@ -8,11 +8,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import make_zindi
+
 from landslide.channels import channel_names
 from landslide.errors import DataError
-from landslide.normalize import FoldsParams, NormalizeParams, apply_statistics, assign_folds, fit_statistics, run_normalize
+from landslide.normalize import (
+    FoldsParams,
+    NormalizeParams,
+    apply_statistics,
+    assign_folds,
+    fit_statistics,
+    run_normalize,
+)
 
 
 def test_standard_statistics_match_numpy() -> None:

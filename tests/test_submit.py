@@ -8,8 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import make_zindi
+
 from landslide.normalize import FoldsParams, NormalizeParams, run_normalize
 from landslide.submit import SubmitParams, run_submit
 

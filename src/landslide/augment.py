@@ -63,13 +63,14 @@ class NoiseBank:
     """Gaussian noise for whole batches at a fraction of the cost of drawing it per pixel.
 
     torch's CPU normal sampler costs more than the rest of the augmentation together, so a bank
-    of ``size`` noise images is drawn once (per epoch, and again every ``refresh`` batches) and each
-    image takes a random entry with a random sign, the whole batch rolled by a random offset:
-    still N(0, 1) per pixel, with about size x 2 x H x W distinct patterns.
+    of ``size`` noise images, ``margin`` pixels larger than the batch images, is drawn once (per
+    epoch, and again every ``refresh`` batches). Each image takes a random entry with a random
+    sign, cropped at a random offset shared by the batch: still N(0, 1) per pixel, with about
+    size x 2 x margin^2 distinct patterns per bank.
     """
 
-    def __init__(self, size: int = 256, refresh: int = 64) -> None:
-        self.size, self.refresh = size, refresh
+    def __init__(self, size: int = 64, refresh: int = 64, margin: int = 8) -> None:
+        self.size, self.refresh, self.margin = size, refresh, margin
         self.bank: torch.Tensor | None = None
         self.calls = 0
 
@@ -77,17 +78,22 @@ class NoiseBank:
         """Forget the bank; the next call draws a new one from the (reseeded) global generator."""
         self.bank, self.calls = None, 0
 
-    def sample(self, like: torch.Tensor) -> torch.Tensor:
-        b, *shape = like.shape
-        if self.bank is None or list(self.bank.shape[1:]) != shape or self.bank.device != like.device or (
-            self.calls and self.calls % self.refresh == 0
+    def sample(self, like: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Noise shaped like ``like``, times ``scale``, drawn from the bank."""
+        b, c, h, w = like.shape
+        shape = (self.size, c, h + self.margin, w + self.margin)
+        if (
+            self.bank is None
+            or tuple(self.bank.shape) != shape
+            or self.bank.device != like.device
+            or (self.calls and self.calls % self.refresh == 0)
         ):
-            self.bank = torch.randn((self.size, *shape), device=like.device, dtype=like.dtype)
+            self.bank = torch.randn(shape, device=like.device, dtype=like.dtype)
         self.calls += 1
         index = torch.randint(self.size, (b,), device=like.device)
-        sign = torch.randint(0, 2, (b, 1, 1, 1), device=like.device, dtype=like.dtype).mul_(2).sub_(1)
-        dy, dx = (int(v) for v in torch.randint(0, min(shape[-2:]), (2,)))
-        return torch.roll(self.bank[index], shifts=(dy, dx), dims=(-2, -1)).mul_(sign)
+        sign = torch.randint(0, 2, (b, 1, 1, 1), device=like.device, dtype=like.dtype).mul_(2 * scale).sub_(scale)
+        dy, dx = (int(v) for v in torch.randint(0, self.margin + 1, (2,)))
+        return self.bank[index, :, dy : dy + h, dx : dx + w].mul_(sign)
 
 
 def color_jitter(
@@ -98,8 +104,13 @@ def color_jitter(
     mean = x.mean(dim=(2, 3), keepdim=True)
     contrast = _uniform(1 - params.contrast, 1 + params.contrast, (b, c, 1, 1), x)
     brightness = _uniform(-params.brightness, params.brightness, (b, c, 1, 1), x)
-    # (x - mean) * contrast + mean + brightness, in one pass
-    out = torch.addcmul(mean * (1 - contrast) + brightness, x, contrast)
+    # (x - mean) * contrast + mean + brightness (+ noise): two passes over the batch
+    bias = mean * (1 - contrast) + brightness
+    if params.noise_std > 0:
+        noise_term = noise.sample(x, params.noise_std) if noise is not None else torch.randn_like(x).mul_(params.noise_std)
+        out = noise_term.add_(bias).addcmul_(x, contrast)
+    else:
+        out = torch.addcmul(bias, x, contrast)
     if rgb is not None and params.saturation > 0:
         index = list(rgb)
         contiguous = index == list(range(index[0], index[0] + 3))
@@ -109,9 +120,6 @@ def color_jitter(
         saturated = colour.mul_(factor).add_(grey * (1 - factor))
         if not contiguous:
             out[:, index] = saturated
-    if params.noise_std > 0:
-        sample = noise.sample(out) if noise is not None else torch.randn_like(out)
-        out.add_(sample, alpha=params.noise_std)
     return out
 
 
@@ -140,10 +148,15 @@ def random_affine_matrices(batch: int, params: AugmentParams, device: torch.devi
 
 
 def geometric(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    """One random affine warp per image, all in a single grid_sample (reflection padding)."""
+    """One random affine warp per image, all in a single grid_sample (reflection padding).
+
+    Nearest-neighbour sampling keeps every output pixel an input pixel: bilinear interpolation
+    would average neighbouring speckle and shrink the SAR bands' variance in training images
+    only (and costs 3x more).
+    """
     theta = random_affine_matrices(x.shape[0], params, x.device).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="reflection", align_corners=False)
 
 
 def make_mixup(params: AugmentParams, num_classes: int = 2) -> Mixup | None:

@@ -1,9 +1,10 @@
-"""The `explain` stage: UMAP of the embeddings with the heads' decision regions (paper Fig. 6)
-and band-occlusion importance (Fig. 7).
+"""The `explain` stage: UMAP of the embeddings with decision regions (paper Fig. 6) and
+band-occlusion importance (Fig. 7).
 
-UMAP: one fold model's embeddings (its validation fold, or the test set) are projected to 2-D
-and coloured by label. Like the paper, a small RBF SVM fitted in the 2-D map to each head's
-predicted labels draws that head's decision regions: the FC head's and the SVM head's.
+UMAP: one fold model's embedding map (fitted on its training images); its validation fold or the
+test set is shown coloured by label, over (a) the FC head's decision regions and (b) the regions
+of an RBF SVM fitted in the map, the paper's illustration. The stage reads no head outputs, so
+changing head.* (Table 3) does not rerun it.
 
 Occlusion: every landslide image is scored by the model of the fold that did not train on it;
 each input band is zeroed in turn (zero = the training mean after normalisation) and the drop of
@@ -21,9 +22,8 @@ import numpy as np
 import torch
 
 from landslide.checkpoint import load_fold_model
-from landslide.embeddings import load_parts
 from landslide.errors import DataError, ParamError
-from landslide.h5data import Split, open_h5, read_strings
+from landslide.h5data import Split, load_parts
 from landslide.io import atomic_paths
 from landslide.params import require
 from landslide.train import predict, select_device
@@ -37,7 +37,8 @@ class ExplainParams:
     fold: int  # whose model's embedding space is shown
     umap_neighbors: int
     umap_min_dist: float
-    max_points: int  # subsample for the UMAP figure (0: all)
+    max_points: int  # training points the UMAP map is fitted on (0: all)
+    svm_C: float  # C of the RBF SVM drawn in the 2-D map (Fig. 6b)
     occlusion_max_images: int  # landslide images scored per fold for occlusion (0: all)
     batch_size: int
     device: Literal["auto", "cpu", "cuda"]
@@ -48,6 +49,7 @@ class ExplainParams:
         require(self.umap_neighbors >= 2, f"explain.umap_neighbors={self.umap_neighbors} must be >= 2")
         require(0.0 <= self.umap_min_dist <= 1.0, f"explain.umap_min_dist={self.umap_min_dist} must be in [0, 1]")
         require(self.max_points >= 0, f"explain.max_points={self.max_points} must be >= 0")
+        require(self.svm_C > 0, f"explain.svm_C={self.svm_C} must be > 0")
         require(self.occlusion_max_images >= 0, f"explain.occlusion_max_images={self.occlusion_max_images} must be >= 0")
         require(self.batch_size >= 1, f"explain.batch_size={self.batch_size} must be >= 1")
 
@@ -90,7 +92,9 @@ def occlusion_importance(
         n_images += len(index)
     if n_images == 0:
         raise DataError("no landslide images to occlude; the training set has no landslides")
-    share = total_drop / total_drop.sum() if total_drop.sum() > 0 else np.zeros_like(total_drop)
+    # Signed share of the total absolute effect: zeroing a band can also raise P(landslide).
+    magnitude = np.abs(total_drop).sum()
+    share = total_drop / magnitude if magnitude > 0 else np.zeros_like(total_drop)
     return [
         {
             "band": name,
@@ -104,58 +108,56 @@ def occlusion_importance(
     ]
 
 
-def _svm_scores(path: Path, ids: list[str], part: str, fold: int) -> tuple[np.ndarray, float]:
-    with open_h5(path, "fit_head@svm") as h5:
-        threshold = float(h5.attrs["threshold"])
-        if part == "val":
-            by_id = dict(zip(read_strings(h5["oof/ids"]), h5["oof/score"][()]))
-            scores = np.array([by_id[i] for i in ids])
-        else:
-            scores = h5["test/fold_scores"][()][:, fold]
-    return scores, threshold
-
-
 def umap_figures(
-    embeddings_path: Path, svm_path: Path, answers: np.ndarray | None, params: ExplainParams, out_fc: Path, out_svm: Path
+    embeddings_path: Path, answers: np.ndarray | None, params: ExplainParams, out_fc: Path, out_svm: Path
 ) -> dict[str, float]:
-    """Fig. 6: the embedding map with the FC head's and the SVM head's decision regions."""
+    """Fig. 6: fold ``explain.fold``'s embedding map with two kinds of decision regions.
+
+    UMAP is fitted on the fold's original training embeddings; the shown points (validation
+    fold or test set) are projected with the same map. (a) the FC head: a 2-D RBF SVM trained to
+    reproduce the FC head's decisions on the training points draws its regions; (b) like the
+    paper, an RBF SVM (C = explain.svm_C) fitted on the map's training points and their labels.
+    """
     import umap
     from sklearn.svm import SVC
 
     from landslide.figures import plot_decision_map
+    from landslide.metrics import f1
 
     parts = load_parts(embeddings_path)
-    part = parts[params.split]
-    labels = part.labels if params.split == "val" else answers
-    svm_scores, svm_threshold = _svm_scores(svm_path, part.ids, params.split, params.fold)
-    predicted = {"FC head": (part.prob >= 0.5).astype(int), "SVM head": (svm_scores >= svm_threshold).astype(int)}
+    train, shown = parts["train"], parts[params.split]
+    assert train.labels is not None
+    original = ~train.synthetic if train.synthetic is not None else np.ones(len(train.ids), bool)
     rng = np.random.default_rng(params.seed)
-    keep = np.arange(len(part.ids))
-    if params.max_points and len(keep) > params.max_points:
-        keep = np.sort(rng.choice(keep, params.max_points, replace=False))
-    features = part.features[keep]
-    n_neighbors = min(params.umap_neighbors, len(keep) - 1)
-    if n_neighbors < 2:
-        raise DataError(f"{embeddings_path}: {len(keep)} points are too few for UMAP; use more data")
-    coords = umap.UMAP(
-        n_neighbors=n_neighbors, min_dist=params.umap_min_dist, random_state=params.seed, n_jobs=1
-    ).fit_transform(features)
-    agreement = {}
-    for (name, pred), out in zip(predicted.items(), (out_fc, out_svm)):
-        pred = pred[keep]
-        region = None
-        if len(np.unique(pred)) == 2:
-            region = SVC(kernel="rbf", C=1.0, gamma="scale").fit(coords, pred)
-            agreement[name] = float(np.mean(region.predict(coords) == pred))
-        plot_decision_map(
-            coords,
-            labels[keep] if labels is not None else None,
-            pred,
-            region,
-            f"{name}: {params.split} embeddings of fold {params.fold} (UMAP)",
-            out,
-        )
-    return agreement
+    fit_index = np.flatnonzero(original)
+    if params.max_points and len(fit_index) > params.max_points:
+        fit_index = np.sort(rng.choice(fit_index, params.max_points, replace=False))
+    n_neighbors = min(params.umap_neighbors, len(fit_index) - 1)
+    if n_neighbors < 2 or len(np.unique(train.labels[fit_index])) < 2:
+        raise DataError(f"{embeddings_path}: too few training points ({len(fit_index)}) for the UMAP map; use more data")
+    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=params.umap_min_dist, random_state=params.seed, n_jobs=1)
+    train_xy = reducer.fit_transform(train.features[fit_index])
+    shown_xy = reducer.transform(shown.features)
+    shown_fc = (shown.prob >= 0.5).astype(int)
+    labels = shown.labels if params.split == "val" else answers
+    scores = {}
+
+    fc_train = (train.prob[fit_index] >= 0.5).astype(int)
+    region = SVC(kernel="rbf", C=10.0, gamma="scale").fit(train_xy, fc_train) if len(np.unique(fc_train)) == 2 else None
+    title = f"FC head: {params.split} embeddings of fold {params.fold} (UMAP)"
+    if labels is not None:
+        scores["fc_f1"] = f1(labels, shown_fc)
+        title += f", F1 {scores['fc_f1']:.3f}"
+    plot_decision_map(shown_xy, labels, shown_fc, region, title, out_fc)
+
+    svm = SVC(kernel="rbf", C=params.svm_C, gamma="scale").fit(train_xy, train.labels[fit_index])
+    shown_svm = svm.predict(shown_xy).astype(int)
+    title = f"RBF SVM on the 2-D map (C={params.svm_C:g}): {params.split} of fold {params.fold}"
+    if labels is not None:
+        scores["map_svm_f1"] = f1(labels, shown_svm)
+        title += f", F1 {scores['map_svm_f1']:.3f}"
+    plot_decision_map(shown_xy, labels, shown_svm, svm, title, out_svm)
+    return scores
 
 
 def run_explain(
@@ -163,8 +165,7 @@ def run_explain(
     *,
     train: Split,
     model_paths: list[Path],
-    embedding_paths: list[Path],
-    svm_path: Path,
+    embeddings_path: Path,
     answers: np.ndarray | None,
     out_umap_fc: Path,
     out_umap_svm: Path,
@@ -180,7 +181,7 @@ def run_explain(
         print("explain: the test set has no answers; points are coloured by the heads' predictions")
     importance = occlusion_importance(train, model_paths, params)
     with atomic_paths(out_umap_fc, out_umap_svm, out_occlusion_json, out_occlusion_png) as (fc, svm, oj, op):
-        umap_figures(embedding_paths[params.fold], svm_path, answers, params, fc, svm)
+        umap_figures(embeddings_path, answers, params, fc, svm)
         oj.write_text(json.dumps(importance, indent=2) + "\n")
         plot_band_importance(importance, op)
     return importance

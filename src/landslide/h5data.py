@@ -121,3 +121,55 @@ def load_synthetic(path: str | Path, fold: int) -> SyntheticSet:
         )
     _check_images(path, synthetic.images, len(synthetic.lam), "smote")
     return synthetic
+
+
+EMBEDDING_PARTS = ("train", "val", "test")
+
+
+@dataclass
+class Part:
+    """Embeddings of one part (train, val or test) of one fold."""
+
+    features: np.ndarray  # (N, D) float32
+    prob: np.ndarray  # (N,) FC-head landslide probability
+    ids: list[str]
+    labels: np.ndarray | None  # int8; None for the test set
+    synthetic: np.ndarray | None = None  # bool, train only: SMOTE image or original
+
+
+def write_parts(path: Path, parts: dict[str, Part], fold: int) -> None:
+    """One group per part: features, prob, ids, and labels/synthetic flags where known."""
+    with h5py.File(path, "w") as h5:
+        h5.attrs["fold"] = fold
+        for name, part in parts.items():
+            group = h5.create_group(name)
+            group.create_dataset("features", data=part.features, track_times=False)
+            group.create_dataset("prob", data=part.prob, track_times=False)
+            group.create_dataset("ids", data=np.array(part.ids, dtype=object), dtype=h5py.string_dtype(), track_times=False)
+            if part.labels is not None:
+                group.create_dataset("labels", data=part.labels.astype(np.int8), track_times=False)
+            if part.synthetic is not None:
+                group.create_dataset("synthetic", data=part.synthetic, track_times=False)
+
+
+def load_parts(path: str | Path) -> dict[str, Part]:
+    """Read an embeddings file back (with clear errors for missing or corrupt files)."""
+    path = Path(path)
+    with open_h5(path, "extract_embeddings") as h5:
+        parts = {}
+        for name in EMBEDDING_PARTS:
+            group = h5[name]
+            part = Part(
+                features=group["features"][()],
+                prob=group["prob"][()],
+                ids=read_strings(group["ids"]),
+                labels=group["labels"][()] if "labels" in group else None,
+                synthetic=group["synthetic"][()] if "synthetic" in group else None,
+            )
+            n = len(part.ids)
+            if part.features.ndim != 2 or part.features.shape[0] != n or part.prob.shape != (n,):
+                raise DataError(f"{path}: {name} arrays do not match its {n} IDs; rerun `dvc repro -f extract_embeddings`")
+            if not (np.isfinite(part.features).all() and np.isfinite(part.prob).all()):
+                raise DataError(f"{path}: {name} embeddings contain NaN/Inf; rerun `dvc repro -f extract_embeddings`")
+            parts[name] = part
+    return parts

@@ -9,7 +9,6 @@ SVC's own decision (decision = 0); LightGBM's score is its probability.
 
 from __future__ import annotations
 
-import csv
 import json
 import warnings
 from dataclasses import dataclass
@@ -18,13 +17,13 @@ from typing import Any, Literal
 
 import h5py
 import numpy as np
-from sklearn.metrics import precision_recall_curve, precision_score, recall_score
+from sklearn.metrics import precision_recall_curve
 
-from landslide.embeddings import Part, load_parts
 from landslide.errors import DataError, ParamError
+from landslide.h5data import Part, load_parts
 from landslide.io import atomic_paths
+from landslide.metrics import best_threshold, f1, read_answers, scores_metrics
 from landslide.params import require
-from landslide.train import f1
 
 HEADS = ("fc", "svm", "lgbm")
 Head = Literal["fc", "svm", "lgbm"]
@@ -94,42 +93,6 @@ def fit_predict(head: Head, params: HeadParams, train: Part, others: list[Part])
         warnings.simplefilter("ignore", UserWarning)  # feature-name warnings on numpy input
         model.fit(train.features, train.labels)
         return model.predict_proba(train.features)[:, 1], [model.predict_proba(p.features)[:, 1] for p in others]
-
-
-def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold maximising F1 on (labels, scores): midpoint between neighbouring scores."""
-    precision, recall, thresholds = precision_recall_curve(labels, scores)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1s = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
-    if len(thresholds) == 0:
-        return 0.5
-    i = int(np.argmax(f1s))
-    # Predict positive when score >= t; place t between this score and the next lower one.
-    lower = scores[scores < thresholds[i]]
-    return float((thresholds[i] + lower.max()) / 2) if len(lower) else float(thresholds[i])
-
-
-def scores_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    predicted = (scores >= threshold).astype(np.int8)
-    return {
-        "f1": f1(labels, predicted),
-        "precision": float(precision_score(labels, predicted, zero_division=0)),
-        "recall": float(recall_score(labels, predicted, zero_division=0)),
-    }
-
-
-def read_answers(path: Path, test_ids: list[str]) -> np.ndarray | None:
-    """Test answers from the normalize stage's answers CSV, or None when the dataset has none."""
-    if not path.is_file():
-        raise DataError(f"{path} not found; run `dvc repro normalize`")
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return None
-    answers = {r["ID"]: int(r["label"]) for r in rows}
-    if set(answers) != set(test_ids):
-        raise DataError(f"{path} does not cover the test IDs of the embeddings; rerun `dvc repro`")
-    return np.array([answers[i] for i in test_ids], dtype=np.int8)
 
 
 @dataclass

@@ -12,8 +12,8 @@ import numpy as np
 
 from landslide.errors import DataError
 from landslide.h5data import load_split, open_h5, read_strings
-from landslide.heads import read_answers, scores_metrics
 from landslide.io import atomic_paths
+from landslide.metrics import read_answers, scores_metrics
 
 DEFAULT_COLUMNS = ["ID", "Target"]  # the challenge's SampleSubmission.csv header
 

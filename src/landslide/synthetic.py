@@ -24,7 +24,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -119,7 +119,7 @@ class SynthesizeParams:
 # ---------------------------------------------------------------------------------------------
 # Random building blocks
 # ---------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _lut(kind: str, looks: float = 0.0) -> np.ndarray:
     """65,536 mid-quantiles of a distribution, for inverse-CDF sampling from uint16 draws.
 

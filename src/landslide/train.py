@@ -9,6 +9,7 @@ exactly the same path as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import ctypes
 import hashlib
 import json
 import random
@@ -20,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from tqdm import tqdm
@@ -29,6 +29,7 @@ from landslide.augment import AugmentParams, BatchAugment
 from landslide.errors import DataError, LandslideError, ParamError
 from landslide.h5data import Split, SyntheticSet
 from landslide.io import atomic_path
+from landslide.metrics import f1
 from landslide.model import ModelParams, create_model, embed, resize_input
 from landslide.params import require
 
@@ -77,6 +78,26 @@ def select_device(preference: str) -> torch.device:
     return torch.device("cuda")
 
 
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed batch-sized buffers instead of returning them to the OS.
+
+    Every augmentation step allocates a few tensors of several MB; with glibc's defaults each is
+    a fresh mmap whose pages fault in on first touch, which cost as much as the augmentation
+    itself on CPU. Raising the mmap and trim thresholds keeps them in the heap (the same effect
+    as PyTorch's advice to use jemalloc/tcmalloc). No-op where glibc is not the allocator.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1024 * 1024 * 1024)
+    mallopt(m_trim_threshold, 1024 * 1024 * 1024)
+
+
 def seed_everything(*keys: int) -> None:
     """Seed python, numpy (timm's Mixup draws from it) and torch from a tuple of integers."""
     seed = int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
@@ -107,11 +128,6 @@ def learning_rates(params: TrainParams) -> list[float]:
             scheduler.step(epoch)
         rates.append(optimizer.param_groups[0]["lr"])
     return rates
-
-
-def f1(labels: np.ndarray, predictions: np.ndarray) -> float:
-    """F1 of the landslide class (the challenge metric); 0 when nothing is predicted positive."""
-    return float(f1_score(labels, predictions, pos_label=1, zero_division=0))
 
 
 @dataclass
@@ -312,6 +328,7 @@ def train_fold(
     device = select_device(params.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    keep_freed_memory()
     seed_everything(params.seed, fold, 0)  # model initialisation; epoch e uses e + 1
     model = create_model(model_params, in_chans=len(data.channels)).to(device)
     if device.type == "cuda":

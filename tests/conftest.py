@@ -73,3 +73,15 @@ def zindi(tmp_path: Path) -> tuple[Path, dict[str, object]]:
     root = tmp_path / "data" / "zindi"
     info = make_zindi(root)
     return root, info
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A micro pipeline after a full `dvc repro`, committed (copy it before changing it)."""
+    from pipeline import commit_all, dvc, make_repo, stages_run
+
+    repo = make_repo(tmp_path_factory.mktemp("built") / "repo")
+    result = dvc(repo, "repro")
+    assert stages_run(result.stdout)[:3] == ["synthesize", "normalize", "smote"]
+    commit_all(repo, "full run")
+    return repo

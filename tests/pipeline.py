@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,14 @@ def make_repo(dest: Path, overrides: dict | None = None, *, micro: bool = True) 
 def commit_all(repo: Path, message: str) -> None:
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", message)
+
+
+def stages_run(output: str) -> list[str]:
+    """Names of the stages DVC ran, from its output."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def copy_repo(src: Path, dest: Path) -> Path:
+    """An independent copy of a built repository (git history and DVC cache included)."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest

@@ -18,34 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline import commit_all, dvc, env, make_repo, run
+from pipeline import commit_all, copy_repo, dvc, env, make_repo, run, stages_run
 
 pytestmark = pytest.mark.slow
 
 FOLD_STAGES = [f"train_fold@{k}" for k in range(5)]
 
 
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
-
-
 def metrics_files(repo: Path) -> dict[str, str]:
     return {str(p.relative_to(repo)): p.read_text() for p in sorted((repo / "metrics").rglob("*.json"))}
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A micro pipeline after a full `dvc repro`, committed."""
-    repo = make_repo(tmp_path_factory.mktemp("built") / "repo")
-    result = dvc(repo, "repro")
-    assert stages_run(result.stdout)[:3] == ["synthesize", "normalize", "smote"]
-    commit_all(repo, "full run")
-    return repo
-
-
-def copy_repo(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, symlinks=True)
-    return dest
 
 
 def test_repro_normalize_in_a_fresh_repo_then_nothing_to_do(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Training-step throughput against a bare forward+backward of the same model, in one run.
 
-    python bench/train_throughput.py [--params params.yaml] [--rounds 5] [--steps 15] [--device auto]
+    python bench/train_throughput.py [--params params.yaml] [--preset paper] [--rounds 5] [--steps 15] [--device auto]
 
 The training step is the real one (landslide.train.TrainStep: batch gathered from an in-memory
 dataset, colour/geometric augmentation, MixUp/CutMix, resize to model.dim, soft-label loss, fused
@@ -43,12 +43,19 @@ def timed(fn, steps: int, device: torch.device) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--preset", help="apply presets/<name>.yaml on top (e.g. paper, on a GPU)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
 
     params = yaml.safe_load(args.params.read_text())
+    if args.preset:
+        from landslide.experiments import load_preset
+
+        for key, value in load_preset(args.preset).items():
+            section, leaf = key.split(".", 1)
+            params[section][leaf] = value
     model_params = parse_section(params["model"], ModelParams, "model")
     model_params = ModelParams(**{**model_params.__dict__, "pretrained": False, "checkpoint": None})
     augment = parse_section(params["augment"], AugmentParams, "augment")

@@ -6,24 +6,11 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
-from skimage.metrics import structural_similarity
 
 from landslide.errors import DataError, ParamError
-from landslide.ssim import resolve_data_range, ssim_matrix
+from landslide.ssim import resolve_data_range, skimage_pair_loop, ssim_matrix
 
 BACKENDS = ["numba", "torch"]
-
-
-def reference(images: np.ndarray, data_range: float | None) -> np.ndarray:
-    """The skimage pair loop that ssim_matrix replaces."""
-    n = images.shape[0]
-    out = np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            out[i, j] = out[j, i] = structural_similarity(
-                images[i], images[j], channel_axis=0, data_range=data_range
-            )
-    return out
 
 
 def smooth(rng: np.random.Generator, shape: tuple[int, ...], sigma: float = 2.0) -> np.ndarray:
@@ -57,9 +44,9 @@ def test_random_images_match_skimage(backend: str, channels: int, height: int, w
     images = rng.standard_normal((11, channels, height, width))
     r = float(images.max() - images.min())
     got = ssim_matrix(images, backend=backend)
-    np.testing.assert_allclose(got, reference(images, r), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, skimage_pair_loop(images, r), atol=1e-5, rtol=0)
     # float64 inputs: skimage computes in float64 too, so agreement is at rounding level
-    np.testing.assert_allclose(got, reference(images, r), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(got, skimage_pair_loop(images, r), atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -69,7 +56,7 @@ def test_structured_images_match_skimage(backend: str, data_range: float | None)
     images = structured(rng, 3, 16, 24)
     r = float(images.max() - images.min()) if data_range is None else data_range
     got = ssim_matrix(images, data_range, backend=backend)
-    np.testing.assert_allclose(got, reference(images, r), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, skimage_pair_loop(images, r), atol=1e-5, rtol=0)
     # two constant images: zero variances, so SSIM is the luminance term alone
     a, b, c1 = 0.25, -0.5, (0.01 * r) ** 2
     assert got[4, 5] == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), abs=1e-12)
@@ -82,7 +69,7 @@ def test_twelve_band_smooth_set_with_blocking(backend: str) -> None:
     rng = np.random.default_rng(3)
     images = smooth(rng, (13, 12, 24, 16)).astype(np.float64)
     r = float(images.max() - images.min())
-    want = reference(images, r)
+    want = skimage_pair_loop(images, r)
     whole = ssim_matrix(images, backend=backend)
     blocked = ssim_matrix(images, backend=backend, block_size=5, pair_batch=7)
     np.testing.assert_allclose(whole, want, atol=1e-5, rtol=0)
@@ -98,8 +85,8 @@ def test_float32_images_with_set_range(backend: str) -> None:
     r = resolve_data_range(images)  # max - min taken in float64
     assert r == pytest.approx(float(images.max()) - float(images.min()), abs=0)
     got = ssim_matrix(images, backend=backend)
-    np.testing.assert_allclose(got, reference(images, r), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(got, reference(images.astype(np.float64), r), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(got, skimage_pair_loop(images, r), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, skimage_pair_loop(images.astype(np.float64), r), atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -111,7 +98,7 @@ def test_uint8_images(backend: str, data_range: float | None) -> None:
     images[3] = 200  # a constant image
     got = ssim_matrix(images, data_range, backend=backend)
     # skimage's default for uint8 is the dtype range, 255
-    np.testing.assert_allclose(got, reference(images, data_range), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, skimage_pair_loop(images, data_range), atol=1e-5, rtol=0)
 
 
 def test_integer_and_bool_ranges_follow_skimage() -> None:
@@ -128,11 +115,11 @@ def test_int16_and_bool_inputs() -> None:
     rng = np.random.default_rng(9)
     ints = (1000 * smooth(rng, (6, 2, 12, 12))).astype(np.int16)
     np.testing.assert_allclose(
-        ssim_matrix(ints, backend="numba"), reference(ints, 65535.0), atol=1e-5, rtol=0
+        ssim_matrix(ints, backend="numba"), skimage_pair_loop(ints, 65535.0), atol=1e-5, rtol=0
     )
     masks = rng.random((6, 2, 12, 12)) > 0.5
     np.testing.assert_allclose(
-        ssim_matrix(masks, backend="numba"), reference(masks.astype(np.float64), 1.0), atol=1e-5, rtol=0
+        ssim_matrix(masks, backend="numba"), skimage_pair_loop(masks.astype(np.float64), 1.0), atol=1e-5, rtol=0
     )
 
 

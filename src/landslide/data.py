@@ -48,7 +48,8 @@ class ZindiIndex:
     submission_ids: list[str] | None  # its row order
 
 
-def _read_csv(path: Path, required: list[str]) -> list[dict[str, str]]:
+def _read_csv(path: Path, required: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows) of a CSV file, requiring the ``required`` columns."""
     if not path.is_file():
         raise DataError(
             f"{path} not found; a dataset folder needs the Zindi layout (Train.csv, Test.csv, "
@@ -67,7 +68,7 @@ def _read_csv(path: Path, required: list[str]) -> list[dict[str, str]]:
             rows = []
             for row in reader:
                 rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None})
-            return rows
+            return columns, rows
     except UnicodeDecodeError:
         raise DataError(f"{path} is not a UTF-8 text CSV file; re-export it as CSV") from None
     except csv.Error as exc:
@@ -87,6 +88,16 @@ def _check_ids(path: Path, ids: list[str]) -> None:
                 f"{path}: ID {sample_id} appears twice (rows {seen[sample_id]} and {row}); remove the duplicate"
             )
         seen[sample_id] = row
+
+
+def _check_same_ids(path: Path, ids: list[str], test_ids: list[str], what: str) -> None:
+    """Plain, unique IDs that are exactly the test IDs (the answers, the sample submission)."""
+    _check_ids(path, ids)
+    if set(ids) != set(test_ids):
+        extra = sorted(set(ids) ^ set(test_ids))
+        raise DataError(
+            f"{path} and {TEST_CSV} list different IDs (e.g. {extra[0]}); {what} must cover exactly the test IDs"
+        )
 
 
 def _parse_labels(path: Path, rows: list[dict[str, str]], column: str) -> np.ndarray:
@@ -114,14 +125,14 @@ def read_index(root: str | Path) -> ZindiIndex:
             f"data folder {root} does not exist; run `dvc repro synthesize` for the synthetic data "
             f"or set data.dir to the folder holding Train.csv"
         )
-    train_rows = _read_csv(root / TRAIN_CSV, ["ID", "label"])
+    _, train_rows = _read_csv(root / TRAIN_CSV, ["ID", "label"])
     if not train_rows:
         raise DataError(f"{root / TRAIN_CSV} lists no training images; it needs at least one ID,label row")
     train_ids = [r["ID"] for r in train_rows]
     _check_ids(root / TRAIN_CSV, train_ids)
     train_labels = _parse_labels(root / TRAIN_CSV, train_rows, "label")
 
-    test_rows = _read_csv(root / TEST_CSV, ["ID"])
+    _, test_rows = _read_csv(root / TEST_CSV, ["ID"])
     test_ids = [r["ID"] for r in test_rows]
     _check_ids(root / TEST_CSV, test_ids)
     overlap = sorted(set(train_ids) & set(test_ids))
@@ -134,37 +145,23 @@ def read_index(root: str | Path) -> ZindiIndex:
     test_labels = None
     labels_path = root / TEST_LABELS_CSV
     if labels_path.exists():
-        rows = _read_csv(labels_path, ["ID", "label"])
+        _, rows = _read_csv(labels_path, ["ID", "label"])
         answer_ids = [r["ID"] for r in rows]
-        _check_ids(labels_path, answer_ids)
-        if set(answer_ids) != set(test_ids):
-            extra = sorted(set(answer_ids) ^ set(test_ids))
-            raise DataError(
-                f"{labels_path} and {TEST_CSV} list different IDs (e.g. {extra[0]}); "
-                f"the answers must cover exactly the test IDs"
-            )
+        _check_same_ids(labels_path, answer_ids, test_ids, "the answers")
         by_id = dict(zip(answer_ids, _parse_labels(labels_path, rows, "label")))
         test_labels = np.array([by_id[i] for i in test_ids], dtype=np.int8)
 
     submission_columns = submission_ids = None
     sample_path = root / SAMPLE_SUBMISSION_CSV
     if sample_path.exists():
-        rows = _read_csv(sample_path, ["ID"])
-        with sample_path.open(newline="", encoding="utf-8-sig") as fh:
-            header = [c.strip() for c in next(csv.reader(fh))]
+        header, rows = _read_csv(sample_path, ["ID"])
         if len(header) != 2 or header[0] != "ID":
             raise DataError(
                 f"{sample_path} header {','.join(header)} is not 'ID,<target column>'; "
                 f"fix the file or remove it (submissions then use ID,Target)"
             )
         submission_ids = [r["ID"] for r in rows]
-        _check_ids(sample_path, submission_ids)
-        if set(submission_ids) != set(test_ids):
-            extra = sorted(set(submission_ids) ^ set(test_ids))
-            raise DataError(
-                f"{sample_path} and {TEST_CSV} list different IDs (e.g. {extra[0]}); "
-                f"the sample submission must cover exactly the test IDs"
-            )
+        _check_same_ids(sample_path, submission_ids, test_ids, "the sample submission")
         submission_columns = header
 
     return ZindiIndex(root, train_ids, train_labels, test_ids, test_labels, submission_columns, submission_ids)

@@ -50,7 +50,7 @@ from numba.extending import intrinsic
 
 from landslide.errors import DataError, ParamError
 
-__all__ = ["ssim_matrix", "resolve_data_range", "WIN_SIZE", "K1", "K2"]
+__all__ = ["ssim_matrix", "skimage_pair_loop", "resolve_data_range", "WIN_SIZE", "K1", "K2"]
 
 WIN_SIZE = 7
 K1 = 0.01
@@ -134,6 +134,18 @@ def ssim_matrix(
     out = np.triu(out, 1)
     out = out + out.T
     np.fill_diagonal(out, 1.0)
+    return out
+
+
+def skimage_pair_loop(images: np.ndarray, data_range: float | None) -> np.ndarray:
+    """The slow reference ``ssim_matrix`` replaces: skimage's SSIM over every pair i < j."""
+    from skimage.metrics import structural_similarity
+
+    n = images.shape[0]
+    out = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            out[i, j] = out[j, i] = structural_similarity(images[i], images[j], channel_axis=0, data_range=data_range)
     return out
 
 

@@ -19,7 +19,7 @@ from landslide.errors import DataError
 from landslide.h5data import Part, Split, load_synthetic, write_parts
 from landslide.io import atomic_paths
 from landslide.params import require
-from landslide.train import predict, select_device
+from landslide.train import fold_data, predict, select_device
 
 
 @dataclass(frozen=True)
@@ -33,20 +33,16 @@ class EmbedParams:
         require(self.batch_size >= 1, f"embed.batch_size={self.batch_size} must be >= 1")
 
 
-def fold_parts(train: Split, test: Split, fold: int, smote_path: Path) -> dict[str, tuple[np.ndarray, list[str], np.ndarray | None, np.ndarray | None]]:
-    """Images, ids, labels and synthetic flags of each part of fold ``fold``."""
-    assert train.labels is not None and train.fold is not None
-    synthetic = load_synthetic(smote_path, fold)
-    in_val = train.fold == fold
-    train_idx = np.flatnonzero(~in_val)
-    train_images = np.concatenate([train.images[train_idx], synthetic.images]) if len(synthetic) else train.images[train_idx]
-    train_ids = [train.ids[i] for i in train_idx] + [f"smote:{a}+{b}" for a, b in zip(synthetic.anchor_id, synthetic.neighbor_id)]
-    train_labels = np.concatenate([train.labels[train_idx], np.ones(len(synthetic), np.int8)])
-    flags = np.concatenate([np.zeros(len(train_idx), bool), np.ones(len(synthetic), bool)])
+def fold_parts(
+    train: Split, test: Split, fold: int, smote_path: Path
+) -> dict[str, tuple[torch.Tensor, list[str], np.ndarray | None, np.ndarray | None]]:
+    """Images, ids, labels and synthetic flags of each part of fold ``fold`` (the training fold's view)."""
+    data = fold_data(train, load_synthetic(smote_path, fold), fold)
+    flags = np.arange(len(data.train_ids)) >= data.n_original
     return {
-        "train": (train_images, train_ids, train_labels, flags),
-        "val": (train.images[in_val], [i for i, v in zip(train.ids, in_val) if v], train.labels[in_val], None),
-        "test": (test.images, test.ids, None, None),
+        "train": (data.train_images, data.train_ids, data.train_labels.numpy().astype(np.int8), flags),
+        "val": (data.val_images, data.val_ids, data.val_labels, None),
+        "test": (torch.from_numpy(test.images), test.ids, None, None),
     }
 
 
@@ -66,7 +62,7 @@ def extract_fold(
     parts = {}
     for name, (images, ids, labels, flags) in fold_parts(train, test, fold, smote_path).items():
         prob, features = predict(
-            model, torch.from_numpy(np.ascontiguousarray(images)), int(meta["dim"]), device, params.batch_size,
+            model, images, int(meta["dim"]), device, params.batch_size,
             with_features=True, progress=f"embeddings fold {fold} {name}",
         )
         assert features is not None

@@ -24,8 +24,11 @@ def main() -> None:
         out_occlusion_json=paths.EXPLAIN_DIR / "occlusion.json",
         out_occlusion_png=paths.EXPLAIN_DIR / "occlusion.png",
     )
-    top = sorted(importance, key=lambda r: -float(r["drop_sum"]))[:4]
-    print("explain: bands whose occlusion lowers P(landslide) most: " + ", ".join(f"{r['band']} ({float(r['share']):+.0%})" for r in top))
+    top = sorted(importance, key=lambda r: -abs(float(r["drop_sum"])))[:4]
+    print(
+        "explain: bands whose occlusion changes P(landslide) most (share of the total effect; + lowers it): "
+        + ", ".join(f"{r['band']} ({float(r['share']):+.0%})" for r in top)
+    )
 
 
 if __name__ == "__main__":

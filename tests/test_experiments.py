@@ -153,7 +153,7 @@ def test_report_cli_prints_markdown_and_csv(tmp_path: Path, capsys) -> None:
     assert main(["report", "table2", "--json", str(fixture), "--csv", str(tmp_path / "t2.csv")]) == 0
     out = capsys.readouterr().out
     assert "| t2-baseline | Baseline | 256 | 12 | No | No | none | standard | No |" in out
-    assert (tmp_path / "t2.csv").read_text().splitlines()[0].startswith("Experiment,Model,Dim,#Ch")
+    assert (tmp_path / "t2.csv").read_text().splitlines()[0].startswith("Experiment,Paper row,Dim,#Ch")
 
 
 def test_flags_prints_the_preset(capsys) -> None:

@@ -299,7 +299,7 @@ def build_report(table: Table, records: dict[str, ExpRecord]) -> tuple[list[str]
     base = ours[table.baseline]
     base_row = next(r for r in table.rows if r.name == table.baseline)
     base_score = base.get("test_f1") if base.get("test_f1") is not None else base.get("cv_f1")
-    header = ["Experiment", "Model"] + [c["header"] for c in table.columns]
+    header = ["Experiment", "Paper row"] + [c["header"] for c in table.columns]
     header += ["Train F1", "CV F1", "Test F1", "Δ vs baseline", "Paper Train F1", "Paper Test F1", "Paper Δ", "Status"]
     body = []
     for row in table.rows:

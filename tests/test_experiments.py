@@ -141,6 +141,7 @@ def test_report_from_exp_show_fixture() -> None:
     assert rows["t3-svm-c1"]["C"] == "1.0" and rows["t3-svm-c1"]["Paper Test F1"] == "0.8840"
     assert rows["t3-svm-c1"]["Paper Δ"] == "-0.0075"
     assert rows["t3-lgbm"]["Test F1"] == "0.7000"  # the lgbm row reads metrics/heads/lgbm.json
+    assert rows["t3-lgbm"]["C"] == rows["t3-fc"]["C"] == "-"  # C is an SVM-only column
     assert rows["t3-svm-c0.75"]["Status"] == "failed" and rows["t3-svm-c0.75"]["Test F1"] == "-"
     assert rows["t3-svm-c0.5"]["Status"] == "queued"
     assert rows["t3-svm-c0.1"]["Status"] == "missing" and rows["t3-svm-c0.1"]["Paper Test F1"] == "0.8938"

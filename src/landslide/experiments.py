@@ -71,7 +71,9 @@ class Table:
     title: str
     head: str  # default head whose metrics are reported
     baseline: str
-    columns: list[dict[str, str]]  # factor columns: {"header": ..., "key": ...}
+    # factor columns: {"header": ..., "key": ..., "heads": [...]}; "heads" limits a column to the
+    # rows of those heads (Table 3's C means nothing for the FC or LightGBM rows)
+    columns: list[dict[str, Any]]
     rows: list[Row]
     requires_preset: str | None = None  # e.g. fig5: ImageNet backbones only make sense with `paper`
 
@@ -308,6 +310,9 @@ def build_report(table: Table, records: dict[str, ExpRecord]) -> tuple[list[str]
         factors = []
         for column in table.columns:
             key = column["key"]
+            if table.row_head(row) not in column.get("heads", HEADS):
+                factors.append("-")
+                continue
             value = record.params.get(key) if record and key in record.params else row.overrides.get(key, "")
             factors.append(_display(value))
         score = got.get("test_f1") if got.get("test_f1") is not None else got.get("cv_f1")

@@ -182,6 +182,9 @@ def test_sigint_during_training_then_resume(repo: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "stages/train_fold.py", "--fold", "3"], cwd=repo, env=env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell running pytest in the background ignores SIGINT and its children inherit that;
+        # Ctrl-C in a terminal is what this test stands for.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 300
     while not (resume / "state.pt").exists():

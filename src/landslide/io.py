@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -87,18 +85,6 @@ def atomic_path(target: str | os.PathLike[str], *, directory: bool = False) -> I
     """``atomic_paths`` for a single file (or folder, with ``directory=True``)."""
     with atomic_paths(target, directories=directory) as (tmp,):
         yield tmp
-
-
-def write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as pretty, key-sorted JSON, atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def write_text(target: str | os.PathLike[str], text: str) -> None:
-    """Write a text file atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
 
 
 def content_digest(*arrays: np.ndarray) -> str:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from landslide.augment import AugmentParams, BatchAugment
 from landslide.errors import DataError, LandslideError, ParamError
 from landslide.h5data import Split, SyntheticSet
-from landslide.io import atomic_path
+from landslide.io import atomic_path, atomic_paths
 from landslide.metrics import f1
 from landslide.model import ModelParams, create_model, embed, resize_input
 from landslide.params import require
@@ -459,11 +459,10 @@ def run_train_fold(
 ) -> FoldResult:
     """The `train_fold@k` stage: train, then write checkpoint, OOF probabilities and metrics together."""
     import h5py
-    from dvclive import Live
 
+    from dvclive import Live
     from landslide.checkpoint import write_checkpoint
     from landslide.h5data import load_split, load_synthetic, open_h5
-    from landslide.io import atomic_paths
 
     train = load_split(train_path)
     assert train.fold is not None

@@ -459,8 +459,8 @@ def run_train_fold(
 ) -> FoldResult:
     """The `train_fold@k` stage: train, then write checkpoint, OOF probabilities and metrics together."""
     import h5py
-
     from dvclive import Live
+
     from landslide.checkpoint import write_checkpoint
     from landslide.h5data import load_split, load_synthetic, open_h5
 

@@ -4,7 +4,7 @@ from landslide import paths
 from landslide.cli import run_stage
 from landslide.explain import ExplainParams, run_explain
 from landslide.h5data import load_split
-from landslide.heads import read_answers
+from landslide.metrics import read_answers
 from landslide.params import read_section
 
 

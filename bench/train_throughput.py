@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from landslide.augment import AugmentParams, BatchAugment
 from landslide.bands import RAW_BANDS
 from landslide.channels import channel_names
+from landslide.inference import autocast, select_device, to_memory_format
 from landslide.model import ModelParams, create_model
-from landslide.params import parse_section
-from landslide.train import TrainParams, TrainStep, _autocast, _memory_format, keep_freed_memory, select_device
+from landslide.params import load_params, parse_section
+from landslide.runtime import keep_freed_memory
+from landslide.train import TrainParams, TrainStep
 
 
 def timed(fn, steps: int, device: torch.device) -> float:
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
 
-    params = yaml.safe_load(args.params.read_text())
+    params = load_params(args.params)
     if args.preset:
         from landslide.experiments import load_preset
 
@@ -61,7 +62,7 @@ def main() -> None:
     augment = parse_section(params["augment"], AugmentParams, "augment")
     train = parse_section(params["train"], TrainParams, "train")
     channels = channel_names(params["normalize"]["channels"]) if "normalize" in params else list(RAW_BANDS)
-    device = select_device(args.device)
+    device = select_device(args.device, "--device")
     keep_freed_memory()  # as train_fold does
     batch, dim = train.batch_size, model_params.dim
     torch.manual_seed(0)
@@ -86,11 +87,11 @@ def main() -> None:
         index = torch.randint(len(dataset), (batch,), generator=generator).to(dataset.device)
         step(dataset[index], labels[index])
 
-    x = _memory_format(torch.randn(batch, len(channels), dim, dim, device=device), device)
+    x = to_memory_format(torch.randn(batch, len(channels), dim, dim, device=device), device)
     y = torch.randint(0, 2, (batch,), device=device)
 
     def bare_step() -> None:
-        with _autocast(device):
+        with autocast(device):
             logits = bare_model(x)
         loss = torch.nn.functional.cross_entropy(logits.float(), y)
         bare_model.zero_grad(set_to_none=True)

@@ -20,8 +20,8 @@ from landslide.heads import (
     head_metrics,
     run_fit_head,
 )
+from landslide.metrics import f1
 from landslide.params import parse_section
-from landslide.train import f1
 
 PARAMS = HeadParams(
     kernel="rbf", C=1.0, gamma="scale", threshold=0.5, seed=0,

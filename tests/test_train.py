@@ -13,16 +13,12 @@ import torch
 from landslide.augment import AugmentParams
 from landslide.checkpoint import load_checkpoint, load_fold_model, write_checkpoint
 from landslide.errors import DataError, ParamError
+from landslide.folds import fold_data
 from landslide.h5data import Split, SyntheticSet
+from landslide.inference import predict
 from landslide.model import ModelParams, create_model
-from landslide.train import (
-    ResumeState,
-    TrainParams,
-    fold_data,
-    learning_rates,
-    predict,
-    train_fold,
-)
+from landslide.resume import ResumeState
+from landslide.train import TrainParams, learning_rates, train_fold
 
 CHANNELS = ["Red", "Green", "Blue", "NIR", "DVV", "DVH", "DDVV", "DDVH", "AVV", "AVH", "ADVV", "ADVH"]
 MODEL = ModelParams(backbone="test_efficientnet", pretrained=False, checkpoint=None, dim=32, drop_rate=0.0)

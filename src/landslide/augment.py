@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
+from timm.data.mixup import mixup_target
 
 from landslide.params import require
 
@@ -176,9 +177,7 @@ def make_mixup(params: AugmentParams, num_classes: int = 2) -> Mixup | None:
 
 def soft_targets(labels: torch.Tensor, smoothing: float, num_classes: int = 2) -> torch.Tensor:
     """One-hot (optionally smoothed) targets, the no-mixing counterpart of Mixup's output."""
-    off = smoothing / num_classes
-    targets = torch.full((labels.shape[0], num_classes), off, device=labels.device)
-    return targets.scatter_(1, labels.long().view(-1, 1), 1.0 - smoothing + off)
+    return mixup_target(labels.long(), num_classes, lam=1.0, smoothing=smoothing)
 
 
 class BatchAugment:

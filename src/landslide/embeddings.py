@@ -16,10 +16,11 @@ import torch
 
 from landslide.checkpoint import load_checkpoint, load_fold_model
 from landslide.errors import DataError
+from landslide.folds import fold_data
 from landslide.h5data import Part, Split, load_synthetic, write_parts
+from landslide.inference import predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
-from landslide.train import fold_data, predict, select_device
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,13 @@ def extract_fold(
     model_path: Path, train: Split, test: Split, fold: int, smote_path: Path, params: EmbedParams
 ) -> dict[str, Part]:
     """Run fold ``fold``'s model over its train/val/test parts."""
-    device = select_device(params.device)
+    device = select_device(params.device, "embed.device")
     model, meta = load_fold_model(model_path)
     if list(meta["channels"]) != list(train.channels):
         raise DataError(f"{model_path} was trained on other channels than train.h5; rerun `dvc repro`")
     if int(meta["fold"]) != fold:
         raise DataError(f"{model_path} holds the model of fold {meta['fold']}, not {fold}; rerun `dvc repro`")
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_model(model, device)
     parts = {}
     for name, (images, ids, labels, flags) in fold_parts(train, test, fold, smote_path).items():
         prob, features = predict(

@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -23,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from landslide.errors import LandslideError, ParamError
+from landslide.params import parse_yaml
 
 TABLES_DIR = Path("experiments")
 PRESETS_DIR = Path("presets")
@@ -46,11 +46,22 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_PLAIN_STRING = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
+
+
 def yaml_scalar(value: Any) -> str:
-    """A value as DVC's -S parser (YAML) reads it back unchanged."""
+    """A value as `dvc exp run -S` reads it back unchanged (Hydra's override grammar, then YAML 1.2).
+
+    Numbers, booleans and null are written as JSON spells them; a string stays plain when it cannot
+    be read as anything else (``tf_efficientnetv2_l``, ``data/zindi``) and is single-quoted otherwise
+    (``'12'``, ``'true'``, ``'1e-06'``).
+    """
     if isinstance(value, str):
-        text = yaml.safe_dump(value, default_style=None).strip()
-        return text.removesuffix("\n...").strip()
+        if _PLAIN_STRING.match(value) and parse_yaml(value, "a -S value") == value and value.lower() not in (
+            "true", "false", "null", "nan", "inf"
+        ):
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return json.dumps(value)
 
 
@@ -87,7 +98,7 @@ def load_table(name: str, root: Path = Path(".")) -> Table:
     if not path.is_file():
         available = sorted(p.stem for p in (root / TABLES_DIR).glob("*.yaml"))
         raise ParamError(f"{path} not found; tables: {', '.join(available) or 'none'}")
-    data = yaml.safe_load(path.read_text())
+    data = parse_yaml(path.read_text(), path)
     try:
         rows = [
             Row(
@@ -128,11 +139,11 @@ def load_preset(name: str, root: Path = Path(".")) -> dict[str, Any]:
     if not path.is_file():
         available = sorted(p.stem for p in (root / PRESETS_DIR).glob("*.yaml"))
         raise ParamError(f"preset {path} not found; presets: {', '.join(available) or 'none'}")
-    return flatten(yaml.safe_load(path.read_text()) or {})
+    return flatten(parse_yaml(path.read_text(), path) or {})
 
 
 def known_keys(root: Path = Path(".")) -> dict[str, Any]:
-    params = yaml.safe_load((root / PARAMS_FILE).read_text())
+    params = parse_yaml((root / PARAMS_FILE).read_text(), root / PARAMS_FILE)
     return flatten(params)
 
 
@@ -174,7 +185,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ParamError(f"--set {item!r} must look like key=value")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_yaml(value, f"--set {item}")
     return out
 
 

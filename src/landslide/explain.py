@@ -24,9 +24,9 @@ import torch
 from landslide.checkpoint import load_fold_model
 from landslide.errors import DataError, ParamError
 from landslide.h5data import Split, load_parts
+from landslide.inference import predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
-from landslide.train import predict, select_device
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def occlusion_importance(
 ) -> list[dict[str, float | str]]:
     """Accumulated probability drop per band over all landslide images (each scored out-of-fold)."""
     assert train.labels is not None and train.fold is not None
-    device = select_device(params.device)
+    device = select_device(params.device, "explain.device")
     rng = np.random.default_rng(params.seed)
     total_drop = np.zeros(train.n_channels)
     total_drop_vs_one = np.zeros(train.n_channels)  # the paper's variant: original assumed to be 1.0
@@ -86,7 +86,7 @@ def occlusion_importance(
         if len(index) == 0:
             continue
         model, meta = load_fold_model(path)
-        base, drops = band_occlusion(model.to(device), train.images[index], int(meta["dim"]), device, params.batch_size)
+        base, drops = band_occlusion(prepare_model(model, device), train.images[index], int(meta["dim"]), device, params.batch_size)
         total_drop += drops.sum(axis=0)
         total_drop_vs_one += (1.0 - (base[:, None] - drops)).sum(axis=0)
         n_images += len(index)

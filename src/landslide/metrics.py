@@ -11,25 +11,26 @@ from landslide.errors import DataError
 
 
 def precision_recall_f1(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float, float]:
-    """Precision, recall and F1 of the landslide class (label 1); 0 where undefined.
+    """Precision, recall and F1 of the landslide class (label 1); 0 where undefined."""
+    from sklearn.metrics import precision_recall_fscore_support
 
-    Plain counting (sklearn's definitions with zero_division=0), so the scoring stages start
-    without importing scikit-learn.
-    """
-    truth = np.asarray(labels).astype(bool)
-    predicted = np.asarray(predictions).astype(bool)
-    tp = int(np.count_nonzero(truth & predicted))
-    fp = int(np.count_nonzero(~truth & predicted))
-    fn = int(np.count_nonzero(truth & ~predicted))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1_value = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return precision, recall, f1_value
+    precision, recall, f1_value, _ = precision_recall_fscore_support(
+        np.asarray(labels).astype(np.int8), np.asarray(predictions).astype(np.int8),
+        average="binary", pos_label=1, labels=[0, 1], zero_division=0,
+    )
+    return float(precision), float(recall), float(f1_value)
 
 
 def f1(labels: np.ndarray, predictions: np.ndarray) -> float:
     """F1 of the landslide class (the challenge metric); 0 when nothing is predicted positive."""
     return precision_recall_f1(labels, predictions)[2]
+
+
+def validation_loss(labels: np.ndarray, prob: np.ndarray) -> float:
+    """Binary cross-entropy of landslide probabilities (scikit-learn's log loss)."""
+    from sklearn.metrics import log_loss
+
+    return float(log_loss(np.asarray(labels).astype(np.int8), np.asarray(prob, dtype=np.float64), labels=[0, 1]))
 
 
 def scores_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:

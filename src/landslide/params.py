@@ -1,5 +1,9 @@
 """Typed, validated access to params.yaml.
 
+params.yaml is read with YAML 1.2 rules (ruamel.yaml, the library DVC itself uses to write
+`dvc exp run -S` values), so every value DVC accepts comes back with the type DVC meant: under
+PyYAML's YAML 1.1 rules `1e-06` would be a string and `no` a boolean.
+
 Each stage describes the sections it reads as frozen dataclasses; ``parse_section``
 turns the YAML mapping into that dataclass and rejects unknown keys, missing keys,
 wrong types and out-of-range values with one line naming ``section.key``.
@@ -14,13 +18,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from landslide.errors import ParamError
 
 T = TypeVar("T")
 
 PARAMS_FILE = "params.yaml"
+
+
+def parse_yaml(text: str, source: str | Path) -> Any:
+    """Plain Python data (dict, list, str, int, float, bool, None) from YAML 1.2 text, as DVC reads it.
+
+    Syntax errors and duplicate keys are a ParamError naming ``source`` and the line.
+    """
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ParamError(f"{source} is not valid YAML{where} ({problem}); fix the syntax") from None
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
@@ -30,12 +49,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise ParamError(f"{path} not found; run from the repository root (where dvc.yaml is)") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ParamError(f"{path} is not valid YAML{where}; fix the syntax") from None
+    data = parse_yaml(text, path)
     if not isinstance(data, dict):
         raise ParamError(f"{path} must be a mapping of sections (data:, normalize:, ...)")
     return data

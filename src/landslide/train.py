@@ -1,18 +1,15 @@
 """Fine-tuning one cross-validation fold (paper Sections 3 and 4.2).
 
-Fold k trains on the original images outside fold k plus fold k's SMOTE images and validates on
-fold k; the weights with the best validation F1 are kept. Every epoch reseeds all random
-generators from (seed, fold, epoch), so a run resumed from its last completed epoch follows
-exactly the same path as an uninterrupted one.
+Fold k trains on the original images outside fold k plus fold k's SMOTE images (``landslide.folds``)
+and validates on fold k; the weights with the best validation F1 are kept. Every epoch reseeds all
+random generators from (seed, fold, epoch), so a run resumed from its last completed epoch
+(``landslide.resume``) follows exactly the same path as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
-import ctypes
-import hashlib
 import json
-import random
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,11 +24,14 @@ from tqdm import tqdm
 
 from landslide.augment import AugmentParams, BatchAugment
 from landslide.errors import DataError, LandslideError, ParamError
-from landslide.h5data import Split, SyntheticSet
-from landslide.io import atomic_path, atomic_paths
-from landslide.metrics import f1
-from landslide.model import ModelParams, create_model, embed, resize_input
+from landslide.folds import FoldData, fold_data
+from landslide.inference import autocast, predict, prepare_model, select_device, to_memory_format
+from landslide.io import atomic_paths
+from landslide.metrics import f1, validation_loss
+from landslide.model import ModelParams, create_model, resize_input
 from landslide.params import require
+from landslide.resume import ResumeState, fingerprint
+from landslide.runtime import keep_freed_memory, seed_everything
 
 Schedule = Literal["none", "step", "cosine"]
 
@@ -69,43 +69,6 @@ class TrainParams:
         require(self.eval_batch_size >= 1, f"train.eval_batch_size={self.eval_batch_size} must be >= 1")
 
 
-def select_device(preference: str) -> torch.device:
-    """cuda when asked or available (auto), cpu otherwise."""
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ParamError("train.device=cuda but no CUDA device is available; use auto or cpu")
-    if preference == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def keep_freed_memory() -> None:
-    """Let glibc reuse freed batch-sized buffers instead of returning them to the OS.
-
-    Every augmentation step allocates a few tensors of several MB; with glibc's defaults each is
-    a fresh mmap whose pages fault in on first touch, which cost as much as the augmentation
-    itself on CPU. Raising the mmap and trim thresholds keeps them in the heap (the same effect
-    as PyTorch's advice to use jemalloc/tcmalloc). No-op where glibc is not the allocator.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 1024 * 1024 * 1024)
-    mallopt(m_trim_threshold, 1024 * 1024 * 1024)
-
-
-def seed_everything(*keys: int) -> None:
-    """Seed python, numpy (timm's Mixup draws from it) and torch from a tuple of integers."""
-    seed = int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams) -> Any | None:
     """timm's per-epoch schedulers; ``step(epoch)`` sets the learning rate of that epoch."""
     from timm.scheduler import CosineLRScheduler, StepLRScheduler
@@ -128,91 +91,6 @@ def learning_rates(params: TrainParams) -> list[float]:
             scheduler.step(epoch)
         rates.append(optimizer.param_groups[0]["lr"])
     return rates
-
-
-@dataclass
-class FoldData:
-    """The tensors of one fold: training (originals + SMOTE) and validation (fold k originals)."""
-
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    n_original: int  # the first n_original training images are originals, the rest synthetic
-    train_ids: list[str]
-    val_images: torch.Tensor
-    val_labels: np.ndarray
-    val_ids: list[str]
-    channels: list[str]
-
-
-def fold_data(train: Split, synthetic: SyntheticSet, fold: int) -> FoldData:
-    """Assemble fold ``fold``; refuses any overlap between validation and training sources."""
-    assert train.labels is not None and train.fold is not None
-    if not (train.fold == fold).any():
-        raise DataError(f"fold {fold} has no images in train.h5 (folds 0..{int(train.fold.max())}); check folds.n_splits")
-    in_val = train.fold == fold
-    val_ids = [i for i, v in zip(train.ids, in_val) if v]
-    val_set = set(val_ids)
-    leaked = [a for a, b in zip(synthetic.anchor_id, synthetic.neighbor_id) if a in val_set or b in val_set]
-    if leaked:
-        raise DataError(
-            f"SMOTE image made from validation image {leaked[0]} of fold {fold}; rerun `dvc repro -f smote`"
-        )
-    val_labels = train.labels[in_val]
-    if not (val_labels == 1).any():
-        raise DataError(f"fold {fold} has no landslide images to validate on; use more data or fewer folds")
-    train_idx = np.flatnonzero(~in_val)
-    images = np.concatenate([train.images[train_idx], synthetic.images]) if len(synthetic) else train.images[train_idx]
-    labels = np.concatenate([train.labels[train_idx], np.ones(len(synthetic), dtype=np.int8)])
-    if not (labels == 1).any():
-        raise DataError(f"the training set of fold {fold} has no landslide images; use more data or fewer folds")
-    return FoldData(
-        train_images=torch.from_numpy(np.ascontiguousarray(images)),
-        train_labels=torch.from_numpy(labels.astype(np.int64)),
-        n_original=len(train_idx),
-        train_ids=[train.ids[i] for i in train_idx] + [f"smote:{a}+{b}" for a, b in zip(synthetic.anchor_id, synthetic.neighbor_id)],
-        val_images=torch.from_numpy(np.ascontiguousarray(train.images[in_val])),
-        val_labels=val_labels.astype(np.int8),
-        val_ids=val_ids,
-        channels=list(train.channels),
-    )
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    images: torch.Tensor,
-    dim: int,
-    device: torch.device,
-    batch_size: int,
-    *,
-    with_features: bool = False,
-    progress: str | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Landslide probabilities (N,) from the FC head, and optionally the pooled features (N, D)."""
-    model.eval()
-    probs, feats = [], []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc=progress, disable=progress is None, leave=False, file=sys.stderr, mininterval=1.0):
-        x = images[start : start + batch_size].to(device, non_blocking=True)
-        with _autocast(device):
-            x = resize_input(_memory_format(x, device), dim)
-            features, logits = embed(model, x)
-        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-        if with_features:
-            feats.append(features.float().cpu())
-    prob = torch.cat(probs).numpy().astype(np.float64) if probs else np.empty(0)
-    features_out = torch.cat(feats).numpy() if with_features and feats else None
-    return prob, features_out
-
-
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def _memory_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -243,8 +121,8 @@ class TrainStep:
         y = labels.to(self.device, non_blocking=True)
         with torch.no_grad():
             x, targets = self.augment(x, y)
-            x = resize_input(_memory_format(x, self.device), self.dim)
-        with _autocast(self.device):
+            x = resize_input(to_memory_format(x, self.device), self.dim)
+        with autocast(self.device):
             logits = self.model(x)
         loss = self.loss_fn(logits.float(), targets)
         self.optimizer.zero_grad(set_to_none=True)
@@ -265,52 +143,57 @@ class FoldResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def fingerprint(config: dict[str, Any]) -> str:
-    """Identity of a training run; a resume state is only used by the run that wrote it."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:32]
+class _BestEpoch:
+    """The best validated epoch so far: its F1, number, weights (on CPU) and validation probabilities."""
+
+    def __init__(self) -> None:
+        self.f1, self.epoch = -1.0, 0
+        self.state_dict: dict[str, torch.Tensor] | None = None
+        self.val_prob: np.ndarray | None = None
+
+    def offer(self, val_f1: float, epoch: int, model: nn.Module, val_prob: np.ndarray) -> None:
+        if val_f1 > self.f1:
+            self.f1, self.epoch, self.val_prob = val_f1, epoch, val_prob
+            self.state_dict = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "best_f1": self.f1,
+            "best_epoch": self.epoch,
+            "best_state_dict": self.state_dict,
+            "best_val_prob": torch.from_numpy(self.val_prob) if self.val_prob is not None else None,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.f1, self.epoch = float(state["best_f1"]), int(state["best_epoch"])
+        self.state_dict = state["best_state_dict"]
+        self.val_prob = state["best_val_prob"].numpy() if state["best_val_prob"] is not None else None
 
 
-class ResumeState:
-    """The persistent per-epoch checkpoint (a DVC `persist` output) of a fold's training run."""
+def _train_epoch(step: TrainStep, data: FoldData, params: TrainParams, fold: int, epoch: int, progress: bool) -> float:
+    """One pass over the fold's training images in a seeded random order; the mean loss."""
+    generator = torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
+    step.model.train()
+    losses = []
+    bar = tqdm(
+        batches(len(data.train_images), params.batch_size, generator),
+        desc=f"fold {fold} epoch {epoch + 1}/{params.epochs}",
+        disable=not progress,
+        leave=False,
+        file=sys.stderr,
+        mininterval=1.0,
+    )
+    for index in bar:
+        losses.append(step(data.train_images[index], data.train_labels[index]))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    bar.close()
+    return float(np.mean(losses)) if losses else 0.0
 
-    STATE = "state.pt"
-    DONE = "complete.json"
 
-    def __init__(self, folder: Path | None, run_id: str) -> None:
-        self.folder, self.run_id = folder, run_id
-
-    def load(self) -> dict[str, Any] | None:
-        if self.folder is None:
-            return None
-        path = self.folder / self.STATE
-        if not path.is_file():
-            return None
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - any unreadable checkpoint means: start over
-            print(f"resume: {path} is unreadable; starting this fold from scratch", file=sys.stderr)
-            return None
-        if not isinstance(state, dict) or state.get("run_id") != self.run_id:
-            print(f"resume: {path} belongs to another configuration; starting from scratch", file=sys.stderr)
-            return None
-        return state
-
-    def save(self, state: dict[str, Any]) -> None:
-        if self.folder is None:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / self.DONE).unlink(missing_ok=True)
-        with atomic_path(self.folder / self.STATE) as tmp:
-            torch.save({**state, "run_id": self.run_id}, tmp)
-
-    def finish(self, epochs: int) -> None:
-        """Drop the heavy state once the outputs are written; keep a small marker for DVC."""
-        if self.folder is None:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.folder / self.DONE) as tmp:
-            tmp.write_text(json.dumps({"run_id": self.run_id, "epochs": epochs}) + "\n")
-        (self.folder / self.STATE).unlink(missing_ok=True)
+def _validate(model: nn.Module, data: FoldData, dim: int, device: torch.device, batch_size: int) -> tuple[np.ndarray, float, float]:
+    """Validation probabilities, F1 at 0.5 and log loss."""
+    val_prob, _ = predict(model, data.val_images, dim, device, batch_size)
+    return val_prob, f1(data.val_labels, (val_prob >= 0.5).astype(np.int8)), validation_loss(data.val_labels, val_prob)
 
 
 def train_fold(
@@ -325,32 +208,24 @@ def train_fold(
     progress: bool = True,
 ) -> FoldResult:
     """Train one fold and return the best weights (by validation F1) and its metrics."""
-    device = select_device(params.device)
+    device = select_device(params.device, "train.device")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     keep_freed_memory()
     seed_everything(params.seed, fold, 0)  # model initialisation; epoch e uses e + 1
-    model = create_model(model_params, in_chans=len(data.channels)).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_model(create_model(model_params, in_chans=len(data.channels)), device)
     # fused Adam: one kernel for all parameters (about 7x faster than the default loop on CPU)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     scheduler = make_scheduler(optimizer, params)
     step = TrainStep(model, optimizer, BatchAugment(augment_params, data.channels), model_params.dim, device)
 
-    start_epoch, history = 0, []
-    best: dict[str, Any] = {"f1": -1.0, "epoch": 0, "state_dict": None, "val_prob": None}
+    start_epoch, history, best = 0, [], _BestEpoch()
     state = resume.load() if (resume is not None and params.resume) else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
-        best = {
-            "f1": float(state["best_f1"]),
-            "epoch": int(state["best_epoch"]),
-            "state_dict": state["best_state_dict"],
-            "val_prob": state["best_val_prob"].numpy() if state["best_val_prob"] is not None else None,
-        }
+        best.restore(state)
         print(f"fold {fold}: resuming after epoch {start_epoch}/{params.epochs}", file=sys.stderr)
     for row in history:
         if on_epoch is not None:
@@ -362,66 +237,31 @@ def train_fold(
         if scheduler is not None:
             scheduler.step(epoch)
         lr = float(optimizer.param_groups[0]["lr"])
-        generator = torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
-        index_batches = batches(len(data.train_images), params.batch_size, generator)
-        model.train()
-        losses = []
-        bar = tqdm(
-            index_batches,
-            desc=f"fold {fold} epoch {epoch + 1}/{params.epochs}",
-            disable=not progress,
-            leave=False,
-            file=sys.stderr,
-            mininterval=1.0,
-        )
-        for index in bar:
-            losses.append(step(data.train_images[index], data.train_labels[index]))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-        bar.close()
-        row: dict[str, float] = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)) if losses else 0.0}
+        row: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
+        row["train_loss"] = _train_epoch(step, data, params, fold, epoch, progress)
         if (epoch + 1) % params.eval_every == 0 or epoch + 1 == params.epochs:
-            val_prob, _ = predict(model, data.val_images, model_params.dim, device, params.eval_batch_size)
-            row["val_f1"] = f1(data.val_labels, (val_prob >= 0.5).astype(np.int8))
-            eps = 1e-7
-            clipped = np.clip(val_prob, eps, 1 - eps)
-            row["val_loss"] = float(-np.mean(data.val_labels * np.log(clipped) + (1 - data.val_labels) * np.log(1 - clipped)))
-            if row["val_f1"] > best["f1"]:
-                best = {
-                    "f1": row["val_f1"],
-                    "epoch": epoch + 1,
-                    "state_dict": copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()}),
-                    "val_prob": val_prob,
-                }
+            val_prob, row["val_f1"], row["val_loss"] = _validate(model, data, model_params.dim, device, params.eval_batch_size)
+            best.offer(row["val_f1"], epoch + 1, model, val_prob)
         history.append(row)
         if resume is not None:
-            resume.save(
-                {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "history": history,
-                    "best_f1": best["f1"],
-                    "best_epoch": best["epoch"],
-                    "best_state_dict": best["state_dict"],
-                    "best_val_prob": torch.from_numpy(best["val_prob"]) if best["val_prob"] is not None else None,
-                }
-            )
+            resume.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "history": history, **best.to_state()})
         if on_epoch is not None:
             on_epoch(row)
         summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
         print(f"fold {fold} epoch {epoch + 1}/{params.epochs}: {summary}", file=sys.stderr)
 
-    if best["state_dict"] is None:  # pragma: no cover - the last epoch is always evaluated
+    if best.state_dict is None or best.val_prob is None:  # pragma: no cover - the last epoch is always evaluated
         raise LandslideError(f"fold {fold}: no epoch was evaluated")
-    model.load_state_dict(best["state_dict"])
+    model.load_state_dict(best.state_dict)
     train_prob, _ = predict(model, data.train_images[: data.n_original], model_params.dim, device, params.eval_batch_size)
     train_labels = data.train_labels[: data.n_original].numpy()
     return FoldResult(
-        state_dict=best["state_dict"],
-        best_epoch=int(best["epoch"]),
-        best_val_f1=float(best["f1"]),
+        state_dict=best.state_dict,
+        best_epoch=best.epoch,
+        best_val_f1=float(best.f1),
         train_f1=f1(train_labels, (train_prob >= 0.5).astype(np.int8)),
-        val_prob=np.asarray(best["val_prob"], dtype=np.float64),
+        val_prob=np.asarray(best.val_prob, dtype=np.float64),
         history=history,
     )
 

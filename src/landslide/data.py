@@ -156,9 +156,10 @@ def read_table(path: Path, required: list[str]) -> CsvTable:
         raise DataError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
     text = decode_csv_bytes(path, data)
     lines = io.StringIO(text, newline="")
+    empty = DataError(f"{path} is empty; it needs a header line ({','.join(required)}) and one row per image")
     first = next((line for line in lines if line.strip()), None)
     if first is None:
-        raise DataError(f"{path} is empty; it needs a header line ({','.join(required)}) and one row per image")
+        raise empty
     delimiter = _header_delimiter(first)
     lines.seek(0)
     reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
@@ -170,13 +171,14 @@ def read_table(path: Path, required: list[str]) -> CsvTable:
             if not any(cells):
                 continue  # blank lines, and rows of empty cells a spreadsheet leaves at the end
             if header is None:
-                header = cells
+                header = [c.lstrip("\ufeff") for c in cells]  # a second BOM from a tool that added one again
                 positions = _find_columns(path, header, required)
                 continue
             rows.append((reader.line_num, {name: cells[i] if i < len(cells) else "" for name, i in positions.items()}))
     except csv.Error as exc:
         raise DataError(f"{path} is not a valid CSV file (line {reader.line_num}: {exc}); re-export it as CSV") from None
-    assert header is not None
+    if header is None:
+        raise empty
     return CsvTable(path, header, rows, delimiter)
 
 

@@ -1,5 +1,7 @@
 """DVC stage `normalize`: validate the dataset at data.dir, derive channels, scale, assign folds."""
 
+import sys
+
 from landslide.cli import run_stage
 from landslide.normalize import (
     DataParams,
@@ -17,10 +19,16 @@ def main() -> None:
     data = get_section(params, DataParams, "data")
     norm = get_section(params, NormalizeParams, "normalize")
     folds = get_section(params, FoldsParams, "folds")
-    counts = run_normalize(check_data_dir(data.dir), norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS)
+    result = run_normalize(
+        check_data_dir(data.dir), norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS,
+        optical_scale=data.optical_scale,
+    )
+    for notice in result.notices:
+        print(f"normalize: {notice}", file=sys.stderr)
+    rows = f" ({result.n_submission_rows} submission rows)" if result.n_submission_rows != result.n_test else ""
     print(
-        f"normalize: {counts['n_train']} train ({counts['n_train_landslide']} landslides), "
-        f"{counts['n_test']} test images, {counts['n_channels']} channels, {norm.method} scaling"
+        f"normalize: {result.n_train} train ({result.n_train_landslide} landslides), "
+        f"{result.n_test} test images{rows}, {result.n_channels} channels, {norm.method} scaling"
     )
 
 

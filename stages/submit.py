@@ -16,7 +16,10 @@ def main() -> None:
         out_submission=paths.SUBMISSION,
         out_metrics=paths.SUBMIT_METRICS,
     )
-    print(f"submit: {metrics['n_test']} rows, {metrics['n_positive']} predicted landslides ({params.head} head)")
+    print(
+        f"submit: {metrics['n_rows']} rows for {metrics['n_test']} test images, "
+        f"{metrics['n_positive']} predicted landslides ({params.head} head)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,16 @@ def make_zindi(
     answers: bool = True,
     sample: bool = True,
     sample_header: tuple[str, str] = ("ID", "Target"),
+    optical_scale: float = 1.0,
+    repeat_test: int | None = None,
 ) -> dict[str, object]:
-    """A small dataset in the Zindi layout; landslides carry a bright NIR-drop square."""
+    """A small dataset in the Zindi layout; landslides carry a bright NIR-drop square.
+
+    Optical bands are reflectance times ``optical_scale`` (10000: digital numbers, as the real
+    files). ``nested``: train_data/train_data/ and test_data/test_data/, as the real archive.
+    ``repeat_test=k``: test ID k is listed twice (adjacent rows) in Test.csv and in the sample
+    file, as the real Test.csv lists ID_Q2Q7VF; its .npy exists once.
+    """
     rng = np.random.default_rng(seed)
     train_ids = [f"ID_TR{i:04d}" for i in range(n_train)]
     test_ids = [f"ID_TE{i:04d}" for i in range(n_test)]
@@ -44,7 +52,7 @@ def make_zindi(
     labels[rng.choice(n_train, n_pos, replace=False)] = 1
     test_labels = (rng.random(n_test) < 0.3).astype(int)
     train_dir = root / "train_data" / ("train_data" if nested else "")
-    test_dir = root / "test_data"
+    test_dir = root / "test_data" / ("test_data" if nested else "")
     train_dir.mkdir(parents=True, exist_ok=True)
     test_dir.mkdir(parents=True, exist_ok=True)
     arrays = {}
@@ -55,17 +63,24 @@ def make_zindi(
             if label:
                 patch[20:40, 20:40, 3] -= 0.08
                 patch[20:40, 20:40, 6] += 3.0
+            patch[..., :4] *= optical_scale
             patch = patch.astype(dtype)
             np.save(folder / f"{sample_id}.npy", patch)
             arrays[sample_id] = patch
+    test_rows = list(test_ids)
+    if repeat_test is not None:
+        test_rows.insert(repeat_test, test_ids[repeat_test])
+    sample_rows = list(reversed(test_rows))
     write_csv(root / "Train.csv", ["ID", "label"], [[i, int(l)] for i, l in zip(train_ids, labels)])
-    write_csv(root / "Test.csv", ["ID"], [[i] for i in test_ids])
+    write_csv(root / "Test.csv", ["ID"], [[i] for i in test_rows])
     if sample:
-        order = list(reversed(test_ids))
-        write_csv(root / "SampleSubmission.csv", list(sample_header), [[i, 0] for i in order])
+        write_csv(root / "SampleSubmission.csv", list(sample_header), [[i, 0] for i in sample_rows])
     if answers:
         write_csv(root / "test_labels.csv", ["ID", "label"], [[i, int(l)] for i, l in zip(test_ids, test_labels)])
-    return {"train_ids": train_ids, "test_ids": test_ids, "labels": labels, "test_labels": test_labels, "arrays": arrays}
+    return {
+        "train_ids": train_ids, "test_ids": test_ids, "labels": labels, "test_labels": test_labels, "arrays": arrays,
+        "test_rows": test_rows, "sample_rows": sample_rows if sample else None,
+    }
 
 
 @pytest.fixture

@@ -12,8 +12,11 @@ from landslide.channels import (
     EDGE_CHANNELS,
     INDEX_CHANNELS,
     channel_names,
+    check_optical_scale,
     derive_channels,
+    raw_to_channels,
 )
+from landslide.errors import DataError
 
 
 @pytest.fixture
@@ -70,3 +73,59 @@ def test_edge_channels_match_skimage(raw: np.ndarray) -> None:
             np.testing.assert_array_equal(out[i, names.index(f"CANNY_{source}")], edges.astype(np.float32))
     canny_maps = out[:, names.index("CANNY_NIR")]
     assert set(np.unique(canny_maps)) <= {0.0, 1.0} and canny_maps.sum() > 0
+
+
+def test_evi2_on_digital_numbers_equals_evi2_on_reflectance(raw: np.ndarray) -> None:
+    digital_numbers = raw.astype(np.float64)
+    digital_numbers[:, :4] *= 10000.0  # Sentinel-2 DN, as the Zindi files store them
+    names = channel_names(28)
+    from_dn = raw_to_channels(digital_numbers, 28, optical_scale=10000)
+    from_reflectance = raw_to_channels(raw, 28, optical_scale=1)
+    evi2 = names.index("EVI2")
+    red, nir = raw[:, 0].astype(np.float64), raw[:, 3].astype(np.float64)
+    np.testing.assert_allclose(from_dn[:, evi2], 2.5 * (nir - red) / (nir + 2.4 * red + 1), rtol=1e-4, atol=1e-5)
+    for k, name in enumerate(names):
+        if name.startswith("CANNY_"):  # 0/1 maps: a few pixels at the hysteresis quantile may flip
+            assert np.mean(from_dn[:, k] != from_reflectance[:, k]) < 0.01, name
+        else:
+            np.testing.assert_allclose(from_dn[:, k], from_reflectance[:, k], rtol=1e-4, atol=1e-5, err_msg=name)
+    # without the conversion EVI2's "+ 1" means something else on digital numbers
+    wrong = derive_channels(digital_numbers.astype(np.float32), 20)[:, evi2]
+    assert np.abs(wrong - from_reflectance[:, evi2]).mean() > 0.1
+
+
+def test_raw_to_channels_leaves_its_input_alone(raw: np.ndarray) -> None:
+    before = raw.copy()
+    out = raw_to_channels(raw, 12, optical_scale=4.0)
+    np.testing.assert_array_equal(raw, before)
+    np.testing.assert_allclose(out[:, :4], raw[:, :4] / 4.0)
+    np.testing.assert_array_equal(out[:, 4:], raw[:, 4:])  # SAR (dB) untouched
+    with pytest.raises(ValueError, match="optical_scale must be > 0"):
+        raw_to_channels(raw, 12, optical_scale=0)
+
+
+@pytest.mark.parametrize(
+    ("optical_factor", "setting", "expected"),
+    [
+        (1.0, 10000, r"look like reflectance \(99th percentile 0\.49.*set data.optical_scale: 1$"),
+        (10000.0, 1, "look like Sentinel-2 digital numbers .*set data.optical_scale: 10000$"),
+        (60.0, 1, "neither reflectance nor digital numbers at data.optical_scale: 1 .*check the band order"),
+        (0.0, 1, "neither reflectance nor digital numbers"),
+    ],
+)
+def test_optical_scale_check_says_which_setting_fits(raw: np.ndarray, optical_factor: float, setting: int, expected: str) -> None:
+    data = raw.copy()
+    data[:, :4] *= optical_factor
+    with pytest.raises(DataError, match=expected):
+        check_optical_scale(data, setting, "train")
+    if optical_factor in (1.0, 10000.0):
+        check_optical_scale(data, optical_factor, "train")  # the matching setting passes
+
+
+def test_optical_scale_check_is_robust_to_a_few_outliers(raw: np.ndarray) -> None:
+    data = raw.copy()
+    data[0, 0, :2, :2] = 65535.0  # a few saturated pixels in reflectance data
+    check_optical_scale(data, 1, "train")
+    data = raw * np.array([10000.0] * 4 + [1.0] * 8, np.float32)[None, :, None, None]
+    data[1, 2, :3, :3] = 0.0  # no-data pixels in digital numbers
+    check_optical_scale(data, 10000, "train")

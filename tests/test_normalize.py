@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import make_zindi
+from helpers import files_under, run_stage_script, write_params
 
 from landslide.channels import channel_names
 from landslide.errors import DataError
@@ -69,7 +70,7 @@ def test_run_normalize_writes_splits(tmp_path: Path, channels: int, method: str)
     root = tmp_path / "zindi"
     info = make_zindi(root, n_train=20, n_test=6, n_pos=6)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams(method, channels), FoldsParams(3, 0), out / "train.h5", out / "test.h5", out / "answers.csv")
+    run_normalize(root, NormalizeParams(method, channels), FoldsParams(3, 0), out / "train.h5", out / "test.h5", out / "answers.csv", optical_scale=1.0)
     with h5py.File(out / "train.h5") as h5:
         images = h5["images"][()]
         assert images.shape == (20, channels, 64, 64) and images.dtype == np.float32
@@ -78,6 +79,7 @@ def test_run_normalize_writes_splits(tmp_path: Path, channels: int, method: str)
         assert sorted(np.unique(h5["fold"][()])) == [0, 1, 2]
         assert list(h5.attrs["channels"]) == channel_names(channels)
         assert h5.attrs["method"] == method
+        assert h5.attrs["optical_scale"] == 1.0
         center, scale = h5.attrs["center"], h5.attrs["scale"]
         # the stored statistics reproduce the stored images from the raw patches
         raw = info["arrays"][info["train_ids"][0]].transpose(2, 0, 1)
@@ -97,21 +99,67 @@ def test_run_normalize_writes_splits(tmp_path: Path, channels: int, method: str)
 def test_statistics_come_from_training_images_only(tmp_path: Path) -> None:
     root = tmp_path / "zindi"
     make_zindi(root, n_train=10, n_test=4, n_pos=5)
-    # shift every test patch: training statistics must not move
+    # shift every test patch's SAR bands: training statistics must not move
     for path in (root / "test_data").glob("*.npy"):
-        np.save(path, np.load(path) + 100.0)
+        patch = np.load(path)
+        patch[..., 4:] += 100.0
+        np.save(path, patch)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv")
+    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=1.0)
     with h5py.File(out / "a.h5") as train, h5py.File(out / "b.h5") as test:
         assert abs(train["images"][()].mean()) < 0.05
-        assert test["images"][()].mean() > 10
+        assert test["images"][:, 4:].mean() > 10
 
 
 def test_dataset_without_answers_gives_header_only(tmp_path: Path) -> None:
     root = tmp_path / "zindi"
-    make_zindi(root, answers=False, sample=False)
+    info = make_zindi(root, answers=False, sample=False)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv")
+    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=1.0)
     assert (out / "c.csv").read_text() == "ID,label\n"
     with h5py.File(out / "b.h5") as h5:
-        assert "submission_ids" not in h5
+        assert [s.decode() for s in h5["submission_ids"][()]] == info["test_ids"]  # Test.csv's order
+        assert list(h5.attrs["submission_columns"]) == ["ID", "Target"]
+
+
+def test_digital_numbers_with_scale_10000_equal_reflectance_with_scale_1(tmp_path: Path) -> None:
+    """The real files' DN (float64, nested) give the same normalised channels, EVI2 included."""
+    outputs = {}
+    for name, scale, dtype in (("dn", 10000.0, "float64"), ("reflectance", 1.0, "float32")):
+        root = tmp_path / name
+        make_zindi(root, n_train=12, n_test=5, n_pos=4, seed=3, optical_scale=scale, dtype=dtype, nested=scale > 1)
+        out = tmp_path / f"out_{name}"
+        run_normalize(
+            root, NormalizeParams("standard", 20), FoldsParams(2, 0), out / "train.h5", out / "test.h5", out / "a.csv",
+            optical_scale=scale,
+        )
+        outputs[name] = out
+        with h5py.File(out / "train.h5") as h5:
+            assert h5.attrs["optical_scale"] == scale
+        with h5py.File(out / "test.h5") as h5:
+            assert h5.attrs["optical_scale"] == scale
+    for split in ("train.h5", "test.h5"):
+        with h5py.File(outputs["dn"] / split) as dn, h5py.File(outputs["reflectance"] / split) as refl:
+            np.testing.assert_allclose(dn["images"][()], refl["images"][()], atol=2e-4)
+            np.testing.assert_allclose(dn.attrs["center"], refl.attrs["center"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("data_scale", "setting", "expected"),
+    [
+        (1.0, 10000, "look like reflectance (99th percentile 0.2"),
+        (10000.0, 1, "look like Sentinel-2 digital numbers (99th percentile 2"),
+    ],
+)
+def test_optical_scale_contradicting_the_data_stops_normalize(
+    data_scale: float, setting: int, expected: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    make_zindi(tmp_path / "data" / "zindi", optical_scale=data_scale)
+    write_params(tmp_path / "params.yaml", data={"dir": "data/zindi", "optical_scale": setting})
+    before = files_under(tmp_path)
+    code, err = run_stage_script("normalize", tmp_path, monkeypatch, capsys)
+    fits = 1 if setting == 10000 else 10000
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert expected in err and err.strip().endswith(f"but data.optical_scale is {setting}; set data.optical_scale: {fits}")
+    assert "train_data (Train.csv)" in err
+    assert files_under(tmp_path) == before

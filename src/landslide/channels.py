@@ -1,7 +1,9 @@
 """Input channel sets of the paper's Table 2: 12 raw bands, 20 (+ indices), 28 (+ edge maps).
 
-All derived channels are computed from the raw (physical-unit) bands, before
-normalisation. Arrays here are channel-first batches (N, C, H, W).
+All derived channels are computed from physical units, before normalisation: optical bands
+as reflectance (the Zindi files store Sentinel-2 digital numbers = reflectance x 10,000, so
+``raw_to_channels`` divides them by ``optical_scale`` first; EVI2's "+ 1" assumes reflectance),
+SAR bands in dB. Arrays here are channel-first batches (N, C, H, W).
 
 Derived channels (12 -> 20):
   NDVI     = (NIR - Red) / (NIR + Red)                  vegetation; drops on fresh scars
@@ -25,7 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from landslide.bands import BAND_INDEX, RAW_BANDS
+from landslide.bands import BAND_INDEX, OPTICAL_BANDS, RAW_BANDS
+from landslide.errors import DataError
 
 ChannelSet = Literal[12, 20, 28]
 
@@ -35,6 +38,13 @@ EDGE_CHANNELS: tuple[str, ...] = tuple(f"SOBEL_{s}" for s in EDGE_SOURCES) + tup
     f"CANNY_{s}" for s in EDGE_SOURCES
 )
 _EPS = 1e-6
+
+# The 99th percentile of optical reflectance is about 0.1-1.5 on real scenes (clouds reach ~2.1).
+# Divided by the declared scale it must fall in this window: digital numbers read with scale 1
+# (~1,000-15,000) and reflectance read with scale 10,000 (~1e-4) both land far outside it.
+REFLECTANCE_P99_RANGE = (0.005, 20.0)
+OPTICAL_SCALES = (1.0, 10000.0)  # reflectance, Sentinel-2 digital numbers
+_SCALE_CHECK_IMAGES = 512  # images sampled (evenly) for the percentile
 
 
 def channel_names(channels: ChannelSet) -> list[str]:
@@ -106,3 +116,54 @@ def derive_channels(raw: np.ndarray, channels: ChannelSet) -> np.ndarray:
     if out.shape[1] != channels:
         raise ValueError(f"unsupported channel set {channels}")
     return out
+
+
+def to_reflectance(raw: np.ndarray, optical_scale: float) -> np.ndarray:
+    """A float32 copy of raw bands (N, 12, H, W) with the optical bands divided by ``optical_scale``."""
+    if not optical_scale > 0:
+        raise ValueError(f"optical_scale must be > 0, got {optical_scale}")
+    out = raw.astype(np.float32, copy=True)
+    out[:, : len(OPTICAL_BANDS)] /= np.float32(optical_scale)
+    return out
+
+
+def raw_to_channels(raw: np.ndarray, channels: ChannelSet, optical_scale: float) -> np.ndarray:
+    """Raw patches as stored (N, 12, H, W) -> the channel set (N, channels, H, W) before standardisation.
+
+    Optical bands are divided by ``optical_scale`` (10000 for Sentinel-2 digital numbers, 1 for
+    reflectance) before the indices are derived; SAR bands are taken as dB. ``raw`` is not changed.
+    """
+    if raw.ndim != 4 or raw.shape[1] != len(RAW_BANDS):
+        raise ValueError(f"expected raw bands of shape (N, 12, H, W), got {raw.shape}")
+    return derive_channels(to_reflectance(raw, optical_scale), channels)
+
+
+def optical_percentile(raw: np.ndarray, q: float = 99.0) -> float:
+    """The q-th percentile of the optical bands of raw patches (N, 12, H, W), on an even sample of images."""
+    pick = np.unique(np.linspace(0, len(raw) - 1, min(len(raw), _SCALE_CHECK_IMAGES)).round().astype(int))
+    return float(np.percentile(raw[pick, : len(OPTICAL_BANDS)], q))
+
+
+def check_optical_scale(raw: np.ndarray, optical_scale: float, source: str) -> None:
+    """Refuse raw patches whose optical values contradict ``optical_scale``, saying which setting fits."""
+    p99 = optical_percentile(raw)
+    low, high = REFLECTANCE_P99_RANGE
+    if low <= p99 / optical_scale <= high:
+        return
+    fits = [s for s in OPTICAL_SCALES if low <= p99 / s <= high]
+    seen = f"99th percentile {p99:.4g}"
+    if fits == [1.0]:
+        raise DataError(
+            f"{source}: the optical bands look like reflectance ({seen}) but data.optical_scale is "
+            f"{optical_scale:g}; set data.optical_scale: 1"
+        )
+    if fits == [10000.0]:
+        raise DataError(
+            f"{source}: the optical bands look like Sentinel-2 digital numbers ({seen}) but data.optical_scale is "
+            f"{optical_scale:g}; set data.optical_scale: 10000"
+        )
+    raise DataError(
+        f"{source}: the optical bands ({seen}) are neither reflectance nor digital numbers at data.optical_scale: "
+        f"{optical_scale:g} (expected {low:g}-{high:g} after dividing by it); check the band order (Red, Green, "
+        f"Blue, NIR first) and data.optical_scale"
+    )

@@ -2,20 +2,28 @@
 
 Layout (DATA-FORMATS.md): Train.csv (ID,label), Test.csv (ID), optional SampleSubmission.csv
 (ID,Target), train_data/**/{ID}.npy and test_data/**/{ID}.npy of shape (64, 64, 12). Archives
-sometimes unpack to a nested train_data/train_data/, so .npy files are searched below each
-folder. An optional test_labels.csv (ID,label) holds the answers of the synthetic test set.
+unpack to a nested train_data/train_data/, so .npy files are searched below each folder,
+following links (DVC's symlink/hardlink cache types). An optional test_labels.csv (ID,label)
+holds the answers of the synthetic test set.
 
-Every problem is reported as a DataError naming the file (and row/ID) and the fix, before
-anything is written.
+Files are taken as users actually have them (README, "Decisions for real files"): CSV text in
+UTF-8/UTF-16/cp1252, any line ending, comma/semicolon/tab delimited, header names in any case
+and order, extra columns, labels written 1.0; arrays of any real dtype and byte order. A test
+ID listed twice (the real Test.csv lists ID_Q2Q7VF twice) is loaded once and written once per
+listed row. Everything really broken is a DataError naming the file (and row/ID) and the fix,
+raised before anything is written.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 import re
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +38,33 @@ TEST_LABELS_CSV = "test_labels.csv"
 TRAIN_DIR = "train_data"
 TEST_DIR = "test_data"
 EXPECTED_SHAPE = (PATCH_SIZE, PATCH_SIZE, N_RAW_BANDS)
+SUBMISSION_COLUMNS = ("ID", "Target")  # the challenge's header, used when there is no sample file
 
 # A plain file name: no separators, no "..", nothing a shell or OS treats specially.
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+# Byte-order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Without a mark: UTF-8, else Excel's Windows code page, else Latin-1 (which decodes any byte).
+# Only the ID and label columns are read, and IDs must be ASCII, so the guess cannot change them.
+_FALLBACK_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+_DELIMITERS = (",", ";", "\t")  # comma, and what spreadsheets in decimal-comma locales write
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """The rows of one CSV file: values of the requested columns, keyed by their canonical name."""
+
+    path: Path
+    header: list[str]  # as written (stripped), e.g. ['id', 'Target']
+    rows: list[tuple[int, dict[str, str]]]  # (line number in the file, {column: value})
+    delimiter: str
 
 
 @dataclass(frozen=True)
@@ -40,81 +72,223 @@ class ZindiIndex:
     """The CSV side of a dataset: IDs, labels and submission format, all validated."""
 
     root: Path
-    train_ids: list[str]
+    train_ids: list[str]  # unique, in Train.csv order
     train_labels: np.ndarray  # int8, 0/1
-    test_ids: list[str]
+    test_ids: list[str]  # unique, in Test.csv order: the images loaded and scored
     test_labels: np.ndarray | None  # answers from test_labels.csv, in test_ids order
     submission_columns: list[str] | None  # header of SampleSubmission.csv
-    submission_ids: list[str] | None  # its row order
+    submission_ids: list[str] | None  # its row order (repeats kept)
+    test_rows: list[str] = field(default_factory=list)  # Test.csv's listed order (repeats kept)
+    notices: tuple[str, ...] = ()  # one line each: repeats that were accepted
+
+    @property
+    def submission_order(self) -> list[str]:
+        """One ID per submission row: the sample file's rows, or Test.csv's when there is none."""
+        return self.submission_ids if self.submission_ids is not None else self.test_rows
+
+    @property
+    def submission_header(self) -> list[str]:
+        return self.submission_columns if self.submission_columns is not None else list(SUBMISSION_COLUMNS)
 
 
-def _read_csv(path: Path, required: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """(columns, rows) of a CSV file, requiring the ``required`` columns."""
-    if not path.is_file():
+def _missing_file(path: Path) -> DataError:
+    return DataError(
+        f"{path} not found; a dataset folder needs the Zindi layout (Train.csv, Test.csv, "
+        f"train_data/, test_data/): check data.dir"
+    )
+
+
+def decode_csv_bytes(path: Path, data: bytes) -> str:
+    """Text of a CSV file: BOM-marked UTF-8/16/32, else UTF-8, cp1252 or Latin-1."""
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise DataError(f"{path} is a spreadsheet workbook (.xlsx/.xls), not CSV text; save it as CSV")
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                raise DataError(f"{path} starts with a {encoding} byte-order mark but is not {encoding} text; re-save it as CSV UTF-8") from None
+    if b"\x00" in data:
         raise DataError(
-            f"{path} not found; a dataset folder needs the Zindi layout (Train.csv, Test.csv, "
-            f"train_data/, test_data/): check data.dir"
+            f"{path} contains NUL bytes: not a text CSV (UTF-16 without a byte-order mark?); re-save it as CSV UTF-8"
         )
+    for encoding in _FALLBACK_ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _header_delimiter(header_line: str) -> str:
+    """The most frequent of , ; tab in the header line (comma when it has none: one column)."""
+    counts = {d: header_line.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])  # ties go to the earlier (comma first)
+    return best if counts[best] else ","
+
+
+def _find_columns(path: Path, header: list[str], required: list[str]) -> dict[str, int]:
+    """Position of each required column, matched case-insensitively; refuse missing or ambiguous ones."""
+    lowered = [name.lower() for name in header]
+    found = {}
+    for name in required:
+        positions = [i for i, col in enumerate(lowered) if col == name.lower()]
+        if not positions:
+            raise DataError(
+                f"{path} has no column '{name}' (columns: {', '.join(h for h in header if h) or 'none'}); "
+                f"expected {','.join(required)}"
+            )
+        if len(positions) > 1:
+            raise DataError(
+                f"{path} has {len(positions)} columns named '{name}' (ignoring case); keep one"
+            )
+        found[name] = positions[0]
+    return found
+
+
+def read_table(path: Path, required: list[str]) -> CsvTable:
+    """Read a CSV file as users have it, keeping the ``required`` columns of every non-blank row."""
+    if not path.is_file():
+        raise _missing_file(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            missing = [c for c in required if c not in columns]
-            if missing:
-                raise DataError(
-                    f"{path} has no column '{missing[0]}' (columns: {', '.join(columns) or 'none'}); "
-                    f"expected {','.join(required)}"
-                )
-            rows = []
-            for row in reader:
-                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None})
-            return columns, rows
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a UTF-8 text CSV file; re-export it as CSV") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror}); check its permissions") from None
+    text = decode_csv_bytes(path, data)
+    lines = io.StringIO(text, newline="")
+    empty = DataError(f"{path} is empty; it needs a header line ({','.join(required)}) and one row per image")
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        raise empty
+    delimiter = _header_delimiter(first)
+    lines.seek(0)
+    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
+    try:
+        header: list[str] | None = None
+        rows: list[tuple[int, dict[str, str]]] = []
+        for cells in reader:
+            cells = [c.strip() for c in cells]
+            if not any(cells):
+                continue  # blank lines, and rows of empty cells a spreadsheet leaves at the end
+            if header is None:
+                header = [c.lstrip("\ufeff") for c in cells]  # a second BOM from a tool that added one again
+                positions = _find_columns(path, header, required)
+                continue
+            rows.append((reader.line_num, {name: cells[i] if i < len(cells) else "" for name, i in positions.items()}))
     except csv.Error as exc:
-        raise DataError(f"{path} is not a valid CSV file ({exc}); re-export it") from None
+        raise DataError(f"{path} is not a valid CSV file (line {reader.line_num}: {exc}); re-export it as CSV") from None
+    if header is None:
+        raise empty
+    return CsvTable(path, header, rows, delimiter)
 
 
-def _check_ids(path: Path, ids: list[str]) -> None:
-    seen: dict[str, int] = {}
-    for row, sample_id in enumerate(ids, start=2):  # row 1 is the header
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def _check_ids(table: CsvTable) -> None:
+    for line, row in table.rows:
+        sample_id = row["ID"]
         if not _PLAIN_ID.match(sample_id) or sample_id in (".", ".."):
             raise DataError(
-                f"{path} row {row}: ID {sample_id!r} is not a plain file name (letters, digits, '_', '-', "
+                f"{table.path} row {line}: ID {sample_id!r} is not a plain file name (letters, digits, '_', '-', "
                 f"'.'; no path separators or '..'); fix the ID"
             )
-        if sample_id in seen:
+
+
+def _parse_label(table: CsvTable, line: int, row: dict[str, str], column: str) -> int:
+    """0 or 1 from '0', '1', '1.0', and '1,0' in semicolon/tab files (a decimal-comma locale)."""
+    text = row[column]
+    number = text.replace(",", ".") if table.delimiter != "," and text.count(",") == 1 else text
+    try:
+        value = float(number)
+    except ValueError:
+        value = float("nan")
+    if value not in (0.0, 1.0):
+        raise DataError(
+            f"{table.path} row {line} (ID {row['ID']}): {column} {text!r} is not 0 or 1; "
+            f"labels must be 0 (no landslide) or 1 (landslide)"
+        )
+    return int(value)
+
+
+def _repeat_notice(name: str, repeats: dict[str, int], action: str) -> str:
+    """One line about IDs listed more than once; ``action`` says what was done with them."""
+    if len(repeats) == 1:
+        ((sample_id, n),) = repeats.items()
+        return f"{name} lists {sample_id} {_times(n)}; {action}"
+    examples = ", ".join(f"{i} {_times(n)}" for i, n in list(repeats.items())[:3])
+    more = ", ..." if len(repeats) > 3 else ""
+    return f"{name} lists {len(repeats)} IDs more than once ({examples}{more}); each {action}"
+
+
+def labelled_ids(table: CsvTable, column: str) -> tuple[list[str], np.ndarray, str | None]:
+    """Unique IDs and 0/1 labels in first-listed order; a repeat with the same label is kept once.
+
+    Returns (ids, labels, notice or None). A repeat with another label is refused, naming both rows.
+    """
+    _check_ids(table)
+    first: dict[str, tuple[int, int]] = {}  # ID -> (line, label)
+    counts: Counter[str] = Counter()
+    for line, row in table.rows:
+        label = _parse_label(table, line, row, column)
+        sample_id = row["ID"]
+        counts[sample_id] += 1
+        if sample_id not in first:
+            first[sample_id] = (line, label)
+        elif first[sample_id][1] != label:
+            first_line, first_label = first[sample_id]
             raise DataError(
-                f"{path}: ID {sample_id} appears twice (rows {seen[sample_id]} and {row}); remove the duplicate"
+                f"{table.path}: ID {sample_id} is listed with {column} {first_label} (row {first_line}) and "
+                f"{column} {label} (row {line}); keep the row with the right {column}"
             )
-        seen[sample_id] = row
+    ids = list(first)
+    labels = np.array([first[i][1] for i in ids], dtype=np.int8)
+    repeats = {i: n for i, n in counts.items() if n > 1}
+    notice = _repeat_notice(table.path.name, repeats, "kept once (same label)") if repeats else None
+    return ids, labels, notice
 
 
-def _check_same_ids(path: Path, ids: list[str], test_ids: list[str], what: str) -> None:
-    """Plain, unique IDs that are exactly the test IDs (the answers, the sample submission)."""
-    _check_ids(path, ids)
+def _check_covers(table: CsvTable, ids: list[str], test_ids: list[str], what: str) -> None:
+    """``ids`` (from ``table``) name exactly the test images, no more, no fewer."""
     if set(ids) != set(test_ids):
         extra = sorted(set(ids) ^ set(test_ids))
         raise DataError(
-            f"{path} and {TEST_CSV} list different IDs (e.g. {extra[0]}); {what} must cover exactly the test IDs"
+            f"{table.path} and {TEST_CSV} list different IDs (e.g. {extra[0]}); {what} must cover exactly the test IDs"
         )
 
 
-def _parse_labels(path: Path, rows: list[dict[str, str]], column: str) -> np.ndarray:
-    labels = np.empty(len(rows), dtype=np.int8)
-    for i, row in enumerate(rows):
-        text = row[column]
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if value not in (0.0, 1.0):
-            raise DataError(
-                f"{path} row {i + 2} (ID {row['ID']}): {column} {text!r} is not 0 or 1; "
-                f"labels must be 0 (no landslide) or 1 (landslide)"
-            )
-        labels[i] = int(value)
-    return labels
+def _submission_format(table: CsvTable) -> list[str]:
+    """The sample file's header: an ID column and one target column, in either order."""
+    named = [h for h in table.header if h]
+    if len(named) != 2:
+        raise DataError(
+            f"{table.path} header {','.join(table.header)} is not 'ID,<target column>'; "
+            f"fix the file or remove it (submissions then use ID,Target)"
+        )
+    return named
+
+
+def _test_repeat_notice(test_rows: list[str], sample_rows: list[str] | None) -> str | None:
+    """'Test.csv lists ID_Q2Q7VF twice; scored once, written twice' for IDs listed more than once."""
+    in_test = Counter(test_rows)
+    written = Counter(sample_rows if sample_rows is not None else test_rows)
+    in_sample = Counter(sample_rows or [])
+    repeated = [i for i in dict.fromkeys(test_rows + (sample_rows or [])) if in_test[i] > 1 or in_sample[i] > 1]
+    if not repeated:
+        return None
+    by_file: dict[str, dict[str, int]] = {}
+    for sample_id in repeated:
+        name, n = (TEST_CSV, in_test[sample_id]) if in_test[sample_id] > 1 else (SAMPLE_SUBMISSION_CSV, in_sample[sample_id])
+        by_file.setdefault(name, {})[sample_id] = n
+    lines = []
+    for name, repeats in by_file.items():
+        if len(repeats) == 1:
+            ((sample_id, n),) = repeats.items()
+            lines.append(f"{name} lists {sample_id} {_times(n)}; scored once, written {_times(written[sample_id])}")
+        else:
+            lines.append(_repeat_notice(name, repeats, "scored once, written once per listed row"))
+    return "; ".join(lines)
 
 
 def read_index(root: str | Path) -> ZindiIndex:
@@ -125,16 +299,19 @@ def read_index(root: str | Path) -> ZindiIndex:
             f"data folder {root} does not exist; run `dvc repro synthesize` for the synthetic data "
             f"or set data.dir to the folder holding Train.csv"
         )
-    _, train_rows = _read_csv(root / TRAIN_CSV, ["ID", "label"])
-    if not train_rows:
-        raise DataError(f"{root / TRAIN_CSV} lists no training images; it needs at least one ID,label row")
-    train_ids = [r["ID"] for r in train_rows]
-    _check_ids(root / TRAIN_CSV, train_ids)
-    train_labels = _parse_labels(root / TRAIN_CSV, train_rows, "label")
+    notices: list[str] = []
+    train = read_table(root / TRAIN_CSV, ["ID", "label"])
+    if not train.rows:
+        raise DataError(f"{train.path} lists no training images; it needs at least one ID,label row")
+    train_ids, train_labels, notice = labelled_ids(train, "label")
+    notices += [notice] if notice else []
 
-    _, test_rows = _read_csv(root / TEST_CSV, ["ID"])
-    test_ids = [r["ID"] for r in test_rows]
-    _check_ids(root / TEST_CSV, test_ids)
+    test = read_table(root / TEST_CSV, ["ID"])
+    if not test.rows:
+        raise DataError(f"{test.path} lists no test images; it needs a header line ID and one row per test image")
+    _check_ids(test)
+    test_rows = [row["ID"] for _, row in test.rows]
+    test_ids = list(dict.fromkeys(test_rows))
     overlap = sorted(set(train_ids) & set(test_ids))
     if overlap:
         raise DataError(
@@ -143,51 +320,113 @@ def read_index(root: str | Path) -> ZindiIndex:
         )
 
     test_labels = None
-    labels_path = root / TEST_LABELS_CSV
-    if labels_path.exists():
-        _, rows = _read_csv(labels_path, ["ID", "label"])
-        answer_ids = [r["ID"] for r in rows]
-        _check_same_ids(labels_path, answer_ids, test_ids, "the answers")
-        by_id = dict(zip(answer_ids, _parse_labels(labels_path, rows, "label")))
+    if (root / TEST_LABELS_CSV).exists():
+        answers = read_table(root / TEST_LABELS_CSV, ["ID", "label"])
+        answer_ids, answer_labels, notice = labelled_ids(answers, "label")
+        notices += [notice] if notice else []
+        _check_covers(answers, answer_ids, test_ids, "the answers")
+        by_id = dict(zip(answer_ids, answer_labels))
         test_labels = np.array([by_id[i] for i in test_ids], dtype=np.int8)
 
     submission_columns = submission_ids = None
-    sample_path = root / SAMPLE_SUBMISSION_CSV
-    if sample_path.exists():
-        header, rows = _read_csv(sample_path, ["ID"])
-        if len(header) != 2 or header[0] != "ID":
-            raise DataError(
-                f"{sample_path} header {','.join(header)} is not 'ID,<target column>'; "
-                f"fix the file or remove it (submissions then use ID,Target)"
-            )
-        submission_ids = [r["ID"] for r in rows]
-        _check_same_ids(sample_path, submission_ids, test_ids, "the sample submission")
-        submission_columns = header
+    if (root / SAMPLE_SUBMISSION_CSV).exists():
+        sample = read_table(root / SAMPLE_SUBMISSION_CSV, ["ID"])
+        submission_columns = _submission_format(sample)
+        _check_ids(sample)
+        submission_ids = [row["ID"] for _, row in sample.rows]
+        _check_covers(sample, submission_ids, test_ids, "the sample submission")
+    notice = _test_repeat_notice(test_rows, submission_ids)
+    notices += [notice] if notice else []
 
-    return ZindiIndex(root, train_ids, train_labels, test_ids, test_labels, submission_columns, submission_ids)
+    return ZindiIndex(
+        root, train_ids, train_labels, test_ids, test_labels, submission_columns, submission_ids,
+        test_rows=test_rows, notices=tuple(notices),
+    )
 
 
-def index_npy_files(folder: Path) -> dict[str, Path]:
-    """Map ID -> .npy path for every .npy below ``folder`` (any depth, e.g. train_data/train_data/)."""
-    if not folder.is_dir():
-        raise DataError(f"{folder} not found; the Zindi layout keeps one {{ID}}.npy per image there")
-    found: dict[str, Path] = {}
-    for dirpath, _dirnames, filenames in os.walk(folder):
+def _walk_npy(folder: Path) -> dict[str, list[Path]]:
+    """Every {ID}.npy below ``folder``, following folder links once each (a link loop is walked once)."""
+    found: dict[str, list[Path]] = {}
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in visited:
+            dirnames[:] = []  # reached again through a link: already indexed
+            continue
+        visited.add((info.st_dev, info.st_ino))
         for name in filenames:
-            if not name.endswith(".npy"):
-                continue
-            path = Path(dirpath) / name
-            sample_id = name[: -len(".npy")]
-            if sample_id in found:
-                raise DataError(
-                    f"{sample_id}.npy exists twice ({found[sample_id]} and {path}); keep one copy"
-                )
-            found[sample_id] = path
+            if name.lower().endswith(".npy"):
+                found.setdefault(name[: -len(".npy")], []).append(Path(dirpath) / name)
     return found
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _one_copy(sample_id: str, paths: list[Path]) -> Path:
+    """The file to load for an ID found more than once: links to one file, or byte-identical copies
+    (an archive unpacked both flat and nested). Copies that differ are refused."""
+    first = paths[0]
+    for other in paths[1:]:
+        if _same_file(first, other):
+            continue  # a link (symlink or hard link) to the same file
+        try:
+            identical = first.read_bytes() == other.read_bytes()
+        except OSError:
+            identical = False
+        if not identical:
+            raise DataError(
+                f"{sample_id}.npy exists twice with different contents ({first} and {other}); keep the right copy"
+            )
+    return first
+
+
+def index_npy_files(folder: Path, wanted: set[str] | None = None) -> dict[str, Path]:
+    """Map ID -> .npy path for every .npy below ``folder`` (any depth, e.g. train_data/train_data/).
+
+    Folder links are followed with loop protection. An ID found at two places is kept when
+    both are the same file (links) or byte-identical copies; differing copies are refused.
+    ``wanted`` restricts the result (and the duplicate checks) to those IDs.
+    """
+    if not folder.is_dir():
+        if folder.is_symlink():
+            raise DataError(
+                f"{folder} is a link to {os.readlink(folder)}, which does not exist; restore the target "
+                f"(`dvc checkout` for DVC-tracked data) or replace the link with the folder"
+            )
+        raise DataError(f"{folder} not found; the Zindi layout keeps one {{ID}}.npy per image there")
+    return {
+        sample_id: _one_copy(sample_id, paths) if len(paths) > 1 else paths[0]
+        for sample_id, paths in _walk_npy(folder).items()
+        if wanted is None or sample_id in wanted
+    }
+
+
+def _open_error(path: Path, exc: OSError) -> DataError:
+    if path.is_symlink() and not path.exists():
+        return DataError(
+            f"{path} is a link to {os.readlink(path)}, which does not exist (a dangling link); restore the "
+            f"target (`dvc checkout` for DVC-tracked data) or replace the link with the file"
+        )
+    if isinstance(exc, PermissionError):
+        return DataError(f"{path} cannot be read (permission denied); make it readable (chmod +r)")
+    return DataError(f"{path} is truncated or not a valid .npy file ({exc}); re-extract it")
+
+
 def load_patch(path: Path) -> np.ndarray:
-    """Load one (64, 64, 12) patch as float32, refusing pickles, bad shapes and NaN/Inf."""
+    """Load one (64, 64, 12) patch as float32, refusing pickles, bad shapes and NaN/Inf.
+
+    Any real dtype (int, uint, float16/32/64), byte order and memory order is accepted; the
+    values are converted to float32.
+    """
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -197,7 +436,9 @@ def load_patch(path: Path) -> np.ndarray:
                 f"save the patch as a numeric array with np.save"
             ) from None
         raise DataError(f"{path} is truncated or not a valid .npy file ({exc}); re-extract it") from None
-    except (EOFError, OSError) as exc:
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    except EOFError as exc:
         raise DataError(f"{path} is truncated or not a valid .npy file ({exc}); re-extract it") from None
     if not isinstance(array, np.ndarray):  # np.load gives an NpzFile for .npz archives
         raise DataError(f"{path} is not a single .npy array; save each patch with np.save")
@@ -206,8 +447,9 @@ def load_patch(path: Path) -> np.ndarray:
             f"{path} has dtype {array.dtype}, not a real number type; save the patch as float32"
         )
     if array.shape != EXPECTED_SHAPE:
+        hint = " (channels first? the Zindi layout is channels last)" if array.shape == EXPECTED_SHAPE[::-1] else ""
         raise DataError(
-            f"{path} has shape {array.shape}, expected {EXPECTED_SHAPE} (H, W, bands); "
+            f"{path} has shape {array.shape}, expected {EXPECTED_SHAPE} (H, W, bands){hint}; "
             f"fix or remove the patch"
         )
     with np.errstate(over="ignore"):
@@ -219,8 +461,8 @@ def load_patch(path: Path) -> np.ndarray:
 
 
 def load_images(root: Path, folder: str, ids: list[str], csv_name: str) -> np.ndarray:
-    """Load the patches of ``ids`` from ``root/folder`` as a float32 array (N, 12, 64, 64)."""
-    files = index_npy_files(root / folder)
+    """Load the patches of ``ids`` (unique) from ``root/folder`` as a float32 array (N, 12, 64, 64)."""
+    files = index_npy_files(root / folder, set(ids))
     missing = [i for i in ids if i not in files]
     if missing:
         raise DataError(

@@ -2,10 +2,14 @@
 
 Output files (h5py):
   train.h5: images (N, C, 64, 64) float32, ids (str), labels (int8), fold (int8)
-  test.h5:  images, ids, and the sample submission's order (submission_ids) when there is one
-  attributes on both: channels, method, center, scale (the statistics used), n_splits, folds_seed
-The statistics are fitted on the training images only and applied to both splits. Test answers,
-when the dataset has them, go to a separate CSV that no training stage reads.
+  test.h5:  images and ids of the distinct test images (an ID listed twice is stored once), and
+            submission_ids: one ID per submission row, repeats kept, in the sample submission's
+            order (Test.csv's when there is no sample file); attribute submission_columns: its header
+  attributes on both: channels, method, center, scale (the statistics used), optical_scale,
+  n_splits, folds_seed
+Optical bands are converted to reflectance (divided by data.optical_scale) before channels are
+derived. The statistics are fitted on the training images only and applied to both splits. Test
+answers, when the dataset has them, go to a separate CSV that no training stage reads.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import h5py
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from landslide.channels import ChannelSet, channel_names, derive_channels
-from landslide.data import load_images, read_index
+from landslide.channels import ChannelSet, channel_names, check_optical_scale, raw_to_channels
+from landslide.data import TEST_CSV, TEST_DIR, TRAIN_CSV, TRAIN_DIR, load_images, read_index
 from landslide.errors import DataError
 from landslide.io import atomic_paths, content_digest
 from landslide.params import require
@@ -33,6 +37,10 @@ class DataParams:
     """`data:` section."""
 
     dir: str  # folder in the Zindi layout, inside the repository (e.g. data/synthetic, data/zindi)
+    optical_scale: float  # optical value of reflectance 1: 10000 for Sentinel-2 digital numbers, 1 for reflectance
+
+    def validate(self) -> None:
+        require(self.optical_scale > 0, f"data.optical_scale={self.optical_scale} must be > 0 (10000 or 1)")
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,25 @@ def _write_split(
         h5.attrs["content_digest"] = content_digest(images)
 
 
+@dataclass(frozen=True)
+class NormalizeResult:
+    """What `normalize` wrote, for the stage's summary line, and the accepted repeats (one line each)."""
+
+    n_train: int
+    n_train_landslide: int
+    n_test: int  # distinct test images
+    n_submission_rows: int  # rows the submission will have (repeats included)
+    n_channels: int
+    notices: tuple[str, ...]
+
+
+def load_channels(root: Path, folder: str, ids: list[str], csv_name: str, channels: ChannelSet, optical_scale: float) -> np.ndarray:
+    """Load one split's patches, check their optical scale, and derive the channel set (unscaled)."""
+    raw = load_images(root, folder, ids, csv_name)
+    check_optical_scale(raw, optical_scale, f"{root / folder} ({csv_name})")
+    return raw_to_channels(raw, channels, optical_scale)
+
+
 def run_normalize(
     data_dir: Path,
     norm: NormalizeParams,
@@ -138,18 +165,15 @@ def run_normalize(
     out_train: Path,
     out_test: Path,
     out_answers: Path,
-) -> dict[str, int]:
-    """Validate the dataset at ``data_dir`` and write the normalised splits; returns counts."""
+    *,
+    optical_scale: float,
+) -> NormalizeResult:
+    """Validate the dataset at ``data_dir`` and write the normalised splits."""
     root = Path(data_dir)
     index = read_index(root)
-    train_raw = load_images(root, "train_data", index.train_ids, "Train.csv")
-    test_raw = load_images(root, "test_data", index.test_ids, "Test.csv")
     fold = assign_folds(index.train_labels, folds.n_splits, folds.seed)
-
-    train = derive_channels(train_raw, norm.channels)
-    del train_raw
-    test = derive_channels(test_raw, norm.channels)
-    del test_raw
+    train = load_channels(root, TRAIN_DIR, index.train_ids, TRAIN_CSV, norm.channels, optical_scale)
+    test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)
     center, scale = fit_statistics(train, norm.method)
     apply_statistics(train, center, scale)
     apply_statistics(test, center, scale)
@@ -159,15 +183,13 @@ def run_normalize(
         "method": norm.method,
         "center": center,
         "scale": scale,
+        "optical_scale": float(optical_scale),
         "n_splits": folds.n_splits,
         "folds_seed": folds.seed,
     }
-    test_extra: dict[str, np.ndarray] = {}
-    if index.submission_ids is not None:
-        test_extra["submission_ids"] = np.array(index.submission_ids, dtype=object)
-        attrs_test = {**attrs, "submission_columns": index.submission_columns}
-    else:
-        attrs_test = attrs
+    # One ID per submission row: `submit` writes them in this order, a repeated ID with its one score.
+    test_extra = {"submission_ids": np.array(index.submission_order, dtype=object)}
+    attrs_test = {**attrs, "submission_columns": index.submission_header}
     with atomic_paths(out_train, out_test, out_answers) as (tmp_train, tmp_test, tmp_answers):
         _write_split(tmp_train, train, index.train_ids, attrs, {"labels": index.train_labels, "fold": fold})
         _write_split(tmp_test, test, index.test_ids, attrs_test, test_extra)
@@ -176,9 +198,11 @@ def run_normalize(
             writer.writerow(["ID", "label"])
             if index.test_labels is not None:  # the real Zindi test set has no answers: header only
                 writer.writerows(zip(index.test_ids, index.test_labels.tolist()))
-    return {
-        "n_train": len(index.train_ids),
-        "n_train_landslide": int(index.train_labels.sum()),
-        "n_test": len(index.test_ids),
-        "n_channels": int(norm.channels),
-    }
+    return NormalizeResult(
+        n_train=len(index.train_ids),
+        n_train_landslide=int(index.train_labels.sum()),
+        n_test=len(index.test_ids),
+        n_submission_rows=len(index.submission_order),
+        n_channels=int(norm.channels),
+        notices=index.notices,
+    )

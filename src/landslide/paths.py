@@ -52,3 +52,5 @@ def head_plots_dir(head: str) -> Path:
 SUBMISSION = Path("submissions/submission.csv")
 SUBMIT_METRICS = Path("metrics/submit.json")
 EXPLAIN_DIR = Path("plots/explain")
+REFERENCE_PREDICTIONS = Path("data/reference/stats_gbm.h5")
+REFERENCE_METRICS = Path("metrics/reference/stats_gbm.json")

@@ -1,4 +1,9 @@
-"""The `submit` stage: the challenge submission file from the chosen head's fold-averaged test scores."""
+"""The `submit` stage: the challenge submission file from the chosen head's fold-averaged test scores.
+
+One row per entry of test.h5's submission_ids (the sample submission's rows, or Test.csv's), in
+that order: an ID listed twice (the real Test.csv's ID_Q2Q7VF) was scored once and is written
+twice with the same label. The header is the sample file's (default ID,Target).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,6 @@ from landslide.h5data import load_split, open_h5, read_strings
 from landslide.io import atomic_paths
 from landslide.metrics import read_answers, scores_metrics
 
-DEFAULT_COLUMNS = ["ID", "Target"]  # the challenge's SampleSubmission.csv header
-
 
 @dataclass(frozen=True)
 class SubmitParams:
@@ -25,14 +28,19 @@ class SubmitParams:
     head: Literal["fc", "svm", "lgbm"]  # which head's predictions go to the leaderboard
 
 
-def submission_rows(test_ids: list[str], labels: np.ndarray, order: list[str] | None) -> list[tuple[str, int]]:
-    """(ID, 0/1) rows in the sample submission's order when there is one, else Test.csv order."""
+def submission_rows(
+    test_ids: list[str], labels: np.ndarray, order: list[str], columns: list[str]
+) -> list[list[object]]:
+    """One row per ID of ``order`` (repeats kept), cells in the order of ``columns`` (ID + target)."""
     by_id = dict(zip(test_ids, labels.astype(int).tolist()))
-    ids = order if order is not None else test_ids
-    missing = [i for i in ids if i not in by_id]
-    if missing or len(ids) != len(test_ids):
-        raise DataError(f"the predictions do not cover test ID {missing[0] if missing else '?'}; rerun `dvc repro`")
-    return [(i, by_id[i]) for i in ids]
+    missing = sorted(set(order) ^ set(test_ids))
+    if missing:
+        raise DataError(f"the predictions and the submission rows differ on test ID {missing[0]}; rerun `dvc repro`")
+    lowered = [c.strip().lower() for c in columns]
+    if "id" not in lowered:
+        raise DataError(f"submission header {','.join(columns)} has no ID column; rerun `dvc repro -f normalize`")
+    id_at = lowered.index("id")
+    return [[sample_id if k == id_at else by_id[sample_id] for k in range(len(columns))] for sample_id in order]
 
 
 def run_submit(
@@ -44,7 +52,7 @@ def run_submit(
     out_submission: Path,
     out_metrics: Path,
 ) -> dict[str, object]:
-    """Write submissions/submission.csv (header and order copied from SampleSubmission.csv) and its metrics."""
+    """Write submissions/submission.csv (header and rows as SampleSubmission.csv, else Test.csv) and its metrics."""
     with open_h5(predictions_path, f"fit_head@{params.head}") as h5:
         test_ids = read_strings(h5["test/ids"])
         scores = h5["test/score"][()]
@@ -52,18 +60,16 @@ def run_submit(
     test = load_split(test_path, with_images=False)
     if sorted(test_ids) != sorted(test.ids):
         raise DataError(f"{predictions_path} and {test_path} list different test IDs; rerun `dvc repro`")
-    order = None
-    columns = DEFAULT_COLUMNS
     with open_h5(test_path, "normalize") as h5:
-        if "submission_ids" in h5:
-            order = read_strings(h5["submission_ids"])
-            columns = [str(c) for c in h5.attrs["submission_columns"]]
+        order = read_strings(h5["submission_ids"])
+        columns = [c.decode() if isinstance(c, bytes) else str(c) for c in h5.attrs["submission_columns"]]
     labels = (scores >= threshold).astype(np.int8)
-    rows = submission_rows(test_ids, labels, order)
+    rows = submission_rows(test_ids, labels, order, columns)
     metrics: dict[str, object] = {
         "head": params.head,
         "threshold": threshold,
-        "n_test": len(rows),
+        "n_test": len(test_ids),  # distinct images scored
+        "n_rows": len(rows),  # submission rows: an ID listed twice is written twice
         "n_positive": int(labels.sum()),
         "positive_rate": float(labels.mean()) if len(labels) else 0.0,
     }

@@ -16,6 +16,7 @@ With one process none of this runs: ``SINGLE`` is a no-op at every step, today's
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from landslide.inference import predict
 from landslide.runtime import seed_everything
 
 TORCHRUN_ENV = "TORCHELASTIC_RUN_ID"  # set by torchrun in every worker
+LAUNCHER_ENV = "LANDSLIDE_LAUNCHER_PID"  # set by ``launch`` for its workers
 
 
 def inside_torchrun() -> bool:
@@ -55,13 +57,17 @@ def launch(nproc: int, script: str, args: list[str]) -> bool:
     False (nothing launched) when one process is asked for or this process already is a worker.
     A worker's failure has been printed by the worker itself; here it becomes one more line.
     """
-    if nproc == 1 or inside_torchrun():
+    if inside_torchrun():
+        _die_with_launcher()
+        return False
+    if nproc == 1:
         return False
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     os.environ.setdefault("OMP_NUM_THREADS", str(rank_threads(nproc)))
+    os.environ[LAUNCHER_ENV] = str(os.getpid())
     _quiet_launcher_logs()
     argv = ["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", script, *args]
     try:
@@ -77,6 +83,25 @@ def launch(nproc: int, script: str, args: list[str]) -> bool:
             raise KeyboardInterrupt from None
         sys.exit(128 + int(exc.sigval))
     return True
+
+
+def _die_with_launcher() -> None:
+    """Make this worker end with the process that launched it, even when that one is SIGKILLed.
+
+    torchrun starts each worker in a session of its own, so killing the stage's process group
+    (a killed `dvc repro`) would otherwise leave the workers training, and rank 0 writing, on their own.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    pr_set_pdeathsig = 1
+    prctl(pr_set_pdeathsig, signal.SIGKILL)
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if launcher and os.getppid() != int(launcher):  # it died before the line above took effect
+        os._exit(1)
 
 
 def _quiet_launcher_logs() -> None:

@@ -15,13 +15,15 @@ from landslide.train import TrainParams, run_train_fold
 def main() -> None:
     fold = fold_argument(__doc__)
     params = load_params()
+    model_params = get_section(params, ModelParams, "model")
+    augment_params = get_section(params, AugmentParams, "augment")
     train_params = get_section(params, TrainParams, "train")
     if launch(train_params.nproc, __file__, ["--fold", str(fold)]):
         return  # the ranks have trained the fold; rank 0 wrote the outputs
     result = run_train_fold(
         fold,
-        get_section(params, ModelParams, "model"),
-        get_section(params, AugmentParams, "augment"),
+        model_params,
+        augment_params,
         train_params,
         train_path=paths.NORMALIZED_TRAIN,
         smote_path=paths.SMOTE_FILE,

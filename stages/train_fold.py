@@ -1,8 +1,12 @@
-"""DVC stage `train_fold@K`: fine-tune the backbone on fold K (foreach over the folds)."""
+"""DVC stage `train_fold@K`: fine-tune the backbone on fold K (foreach over the folds).
+
+With train.nproc > 1 this script launches torchrun, which runs it again once per rank.
+"""
 
 from landslide import paths
 from landslide.augment import AugmentParams
 from landslide.cli import fold_argument, run_stage
+from landslide.distributed import launch
 from landslide.model import ModelParams
 from landslide.params import get_section, load_params
 from landslide.train import TrainParams, run_train_fold
@@ -11,11 +15,16 @@ from landslide.train import TrainParams, run_train_fold
 def main() -> None:
     fold = fold_argument(__doc__)
     params = load_params()
+    model_params = get_section(params, ModelParams, "model")
+    augment_params = get_section(params, AugmentParams, "augment")
+    train_params = get_section(params, TrainParams, "train")
+    if launch(train_params.nproc, __file__, ["--fold", str(fold)]):
+        return  # the ranks have trained the fold; rank 0 wrote the outputs
     result = run_train_fold(
         fold,
-        get_section(params, ModelParams, "model"),
-        get_section(params, AugmentParams, "augment"),
-        get_section(params, TrainParams, "train"),
+        model_params,
+        augment_params,
+        train_params,
         train_path=paths.NORMALIZED_TRAIN,
         smote_path=paths.SMOTE_FILE,
         out_model=paths.fold_model(fold),
@@ -24,7 +33,8 @@ def main() -> None:
         live_dir=paths.fold_live_dir(fold),
         resume_dir=paths.fold_resume_dir(fold),
     )
-    print(f"train_fold@{fold}: best validation F1 {result.best_val_f1:.4f} at epoch {result.best_epoch}")
+    if result is not None:  # rank 0 (or the only process)
+        print(f"train_fold@{fold}: best validation F1 {result.best_val_f1:.4f} at epoch {result.best_epoch}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ from landslide.checkpoint import load_checkpoint, load_fold_model
 from landslide.errors import DataError
 from landslide.folds import fold_data
 from landslide.h5data import Part, Split, load_synthetic, write_parts
-from landslide.inference import predict, prepare_model, select_device
+from landslide.inference import Device, predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
 
@@ -28,7 +27,7 @@ class EmbedParams:
     """`embed:` section."""
 
     batch_size: int
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
 
     def validate(self) -> None:
         require(self.batch_size >= 1, f"embed.batch_size={self.batch_size} must be >= 1")

@@ -1,6 +1,6 @@
 """Paper tables as DVC experiments: queue the rows of experiments/<table>.yaml, report them back.
 
-    python -m landslide.experiments queue table2 [--preset paper] [--dry-run] [--set key=value ...]
+    python -m landslide.experiments queue table2 [--preset paper] [--dry-run] [--set key=value ...] [--shard 1/2]
     dvc queue start -j 1
     python -m landslide.experiments report table2 [--csv out.csv] [--readme]
     python -m landslide.experiments flags paper      # the preset as `-S key=value` arguments
@@ -8,6 +8,9 @@
 Each row of a table file names an experiment, the parameter overrides that define it (the
 paper's values), optional `demo` overrides used when no preset is given (the CPU demo keeps
 its small input size), the head whose metrics the table shows, and the paper's figures.
+
+``--shard i/n`` queues every n-th row starting at the i-th, so n machines sharing the git and DVC
+remotes can each run their part of a table and `dvc exp push` it (README, Scaling out).
 """
 
 from __future__ import annotations
@@ -194,7 +197,31 @@ def _git_clean(paths: list[str]) -> bool:
     return result.returncode == 0 and not result.stdout.strip()
 
 
-def queue(table_name: str, preset: str | None, dry_run: bool, sets: list[str], only: list[str] | None) -> list[list[str]]:
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/n`` -> (i, n) with 1 <= i <= n."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ParamError(f"--shard {text!r} must look like i/n with 1 <= i <= n (e.g. 1/2 and 2/2 on two machines)")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_rows(rows: list[Row], shard: tuple[int, int] | None) -> list[Row]:
+    """Rows i, i + n, i + 2n, ... (1-based) of ``rows``: the n shards split a table between n machines, each
+    row in exactly one; round robin, so each shard gets a mix of the table's cheap and costly rows."""
+    if shard is None:
+        return rows
+    index, count = shard
+    return rows[index - 1 :: count]
+
+
+def queue(
+    table_name: str,
+    preset: str | None,
+    dry_run: bool,
+    sets: list[str],
+    only: list[str] | None,
+    shard: tuple[int, int] | None = None,
+) -> list[list[str]]:
     """Queue one `dvc exp run --queue` per row (or print them with --dry-run)."""
     table = load_table(table_name)
     if table.requires_preset and preset != table.requires_preset:
@@ -202,14 +229,11 @@ def queue(table_name: str, preset: str | None, dry_run: bool, sets: list[str], o
             f"{table_name} compares ImageNet-scale backbones; queue it with --preset {table.requires_preset} (on a GPU)"
         )
     extra = parse_sets(sets)
-    commands = []
-    for row in table.rows:
-        if only and row.name not in only:
-            continue
-        commands.append(queue_command(row.name, row_overrides(table, row, preset, extra)))
-    if only and len(commands) != len(only):
+    rows = [row for row in table.rows if not only or row.name in only]
+    if only and len(rows) != len(only):
         unknown = sorted(set(only) - {r.name for r in table.rows})
         raise ParamError(f"--only names unknown rows: {', '.join(unknown)}")
+    commands = [queue_command(row.name, row_overrides(table, row, preset, extra)) for row in shard_rows(rows, shard)]
     if dry_run:
         for cmd in commands:
             print(shlex.join(cmd))
@@ -394,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--dry-run", action="store_true", help="print the dvc commands instead of running them")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override for every row")
     q.add_argument("--only", help="comma-separated row names")
+    q.add_argument("--shard", metavar="I/N", help="every N-th row from the I-th: this machine's part of the table")
     r = sub.add_parser("report", help="print a table from `dvc exp show --json`")
     r.add_argument("table")
     r.add_argument("--json", type=Path, help="read this saved `dvc exp show --json` output instead")
@@ -404,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "queue":
-            queue(args.table, args.preset, args.dry_run, args.set, args.only.split(",") if args.only else None)
+            queue(args.table, args.preset, args.dry_run, args.set, args.only.split(",") if args.only else None,
+                  parse_shard(args.shard) if args.shard else None)
         elif args.command == "report":
             report(args.table, args.json, args.csv, args.readme)
         else:

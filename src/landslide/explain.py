@@ -24,7 +24,7 @@ import torch
 from landslide.checkpoint import load_fold_model
 from landslide.errors import DataError, ParamError
 from landslide.h5data import Split, load_parts
-from landslide.inference import predict, prepare_model, select_device
+from landslide.inference import Device, predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
 
@@ -41,7 +41,7 @@ class ExplainParams:
     svm_C: float  # C of the RBF SVM drawn in the 2-D map (Fig. 6b)
     occlusion_max_images: int  # landslide images scored per fold for occlusion (0: all)
     batch_size: int
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
     seed: int
 
     def validate(self) -> None:

@@ -3,11 +3,13 @@
 Fold k trains on the original images outside fold k plus fold k's SMOTE images (``landslide.folds``)
 and validates on fold k; the weights with the best validation F1 are kept. Every epoch reseeds all
 random generators from (seed, fold, epoch), so a run resumed from its last completed epoch
-(``landslide.resume``) follows exactly the same path as an uninterrupted one.
+(``landslide.resume``) follows exactly the same path as an uninterrupted one. With ``train.nproc``
+> 1 the fold trains data-parallel under torchrun (``landslide.distributed``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -23,9 +25,10 @@ from torch import nn
 from tqdm import tqdm
 
 from landslide.augment import AugmentParams, BatchAugment
+from landslide.distributed import SINGLE, Ranks
 from landslide.errors import DataError, LandslideError, ParamError
 from landslide.folds import FoldData, fold_data
-from landslide.inference import autocast, predict, prepare_model, select_device, to_memory_format
+from landslide.inference import Device, autocast, prepare_model, select_device, to_memory_format
 from landslide.io import atomic_paths
 from landslide.metrics import f1, validation_loss
 from landslide.model import ModelParams, create_model, resize_input
@@ -52,7 +55,8 @@ class TrainParams:
     eval_batch_size: int
     seed: int
     resume: bool  # continue a killed run from its last completed epoch
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
+    nproc: int = 1  # data-parallel processes (torchrun); the global batch is split between them
 
     def validate(self) -> None:
         require(self.epochs >= 1, f"train.epochs={self.epochs} must be >= 1")
@@ -67,6 +71,12 @@ class TrainParams:
         require(0 <= self.min_lr <= self.lr, f"train.min_lr={self.min_lr} must be in [0, train.lr]")
         require(self.eval_every >= 1, f"train.eval_every={self.eval_every} must be >= 1")
         require(self.eval_batch_size >= 1, f"train.eval_batch_size={self.eval_batch_size} must be >= 1")
+        require(self.nproc >= 1, f"train.nproc={self.nproc} must be >= 1")
+        require(
+            self.batch_size % (2 * self.nproc) == 0,
+            f"train.batch_size={self.batch_size} does not split into train.nproc={self.nproc} even per-process "
+            f"batches (MixUp/CutMix); use a multiple of {2 * self.nproc}",
+        )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams) -> Any | None:
@@ -170,13 +180,19 @@ class _BestEpoch:
         self.val_prob = state["best_val_prob"].numpy() if state["best_val_prob"] is not None else None
 
 
-def _train_epoch(step: TrainStep, data: FoldData, params: TrainParams, fold: int, epoch: int, progress: bool) -> float:
-    """One pass over the fold's training images in a seeded random order; the mean loss."""
+def _train_epoch(
+    step: TrainStep, data: FoldData, params: TrainParams, fold: int, epoch: int, progress: bool, ranks: Ranks
+) -> float:
+    """One pass over the fold's training images in a seeded random order; the mean loss.
+
+    With ranks, every rank draws the same order and trains on its share of each batch.
+    """
     generator = torch.Generator().manual_seed(int(np.random.randint(2**31 - 1)))
+    ranks.seed_augmentation(params.seed, fold, epoch + 1)
     step.model.train()
     losses = []
     bar = tqdm(
-        batches(len(data.train_images), params.batch_size, generator),
+        ranks.shard(batches(len(data.train_images), params.batch_size, generator)),
         desc=f"fold {fold} epoch {epoch + 1}/{params.epochs}",
         disable=not progress,
         leave=False,
@@ -187,12 +203,14 @@ def _train_epoch(step: TrainStep, data: FoldData, params: TrainParams, fold: int
         losses.append(step(data.train_images[index], data.train_labels[index]))
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     bar.close()
-    return float(np.mean(losses)) if losses else 0.0
+    return ranks.mean(float(np.mean(losses)) if losses else 0.0)
 
 
-def _validate(model: nn.Module, data: FoldData, dim: int, device: torch.device, batch_size: int) -> tuple[np.ndarray, float, float]:
-    """Validation probabilities, F1 at 0.5 and log loss."""
-    val_prob, _ = predict(model, data.val_images, dim, device, batch_size)
+def _validate(
+    model: nn.Module, data: FoldData, dim: int, device: torch.device, batch_size: int, ranks: Ranks
+) -> tuple[np.ndarray, float, float]:
+    """Validation probabilities (of the whole fold), F1 at 0.5 and log loss."""
+    val_prob = ranks.predict(model, data.val_images, dim, device, batch_size)
     return val_prob, f1(data.val_labels, (val_prob >= 0.5).astype(np.int8)), validation_loss(data.val_labels, val_prob)
 
 
@@ -206,9 +224,15 @@ def train_fold(
     resume: ResumeState | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     progress: bool = True,
+    ranks: Ranks = SINGLE,
 ) -> FoldResult:
-    """Train one fold and return the best weights (by validation F1) and its metrics."""
-    device = select_device(params.device, "train.device")
+    """Train one fold and return the best weights (by validation F1) and its metrics.
+
+    ``ranks``: this process's place among torchrun's workers; every rank returns the same result,
+    and ``resume`` saves only on rank 0.
+    """
+    device = select_device(params.device, "train.device", rank=ranks.local_rank)
+    ranks.connect(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     keep_freed_memory()
@@ -217,7 +241,7 @@ def train_fold(
     # fused Adam: one kernel for all parameters (about 7x faster than the default loop on CPU)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     scheduler = make_scheduler(optimizer, params)
-    step = TrainStep(model, optimizer, BatchAugment(augment_params, data.channels), model_params.dim, device)
+    step = TrainStep(ranks.wrap(model), optimizer, BatchAugment(augment_params, data.channels), model_params.dim, device)
 
     start_epoch, history, best = 0, [], _BestEpoch()
     state = resume.load() if (resume is not None and params.resume) else None
@@ -226,7 +250,9 @@ def train_fold(
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
         best.restore(state)
-        print(f"fold {fold}: resuming after epoch {start_epoch}/{params.epochs}", file=sys.stderr)
+        if ranks.is_main:
+            print(f"fold {fold}: resuming after epoch {start_epoch}/{params.epochs}", file=sys.stderr)
+    ranks.barrier()  # every rank has read the state before rank 0 overwrites it
     for row in history:
         if on_epoch is not None:
             on_epoch(row)
@@ -238,23 +264,26 @@ def train_fold(
             scheduler.step(epoch)
         lr = float(optimizer.param_groups[0]["lr"])
         row: dict[str, float] = {"epoch": epoch + 1, "lr": lr}
-        row["train_loss"] = _train_epoch(step, data, params, fold, epoch, progress)
+        row["train_loss"] = _train_epoch(step, data, params, fold, epoch, progress, ranks)
         if (epoch + 1) % params.eval_every == 0 or epoch + 1 == params.epochs:
-            val_prob, row["val_f1"], row["val_loss"] = _validate(model, data, model_params.dim, device, params.eval_batch_size)
+            val_prob, row["val_f1"], row["val_loss"] = _validate(
+                model, data, model_params.dim, device, params.eval_batch_size, ranks
+            )
             best.offer(row["val_f1"], epoch + 1, model, val_prob)
         history.append(row)
-        if resume is not None:
+        if resume is not None and ranks.is_main:
             resume.save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "history": history, **best.to_state()})
         if on_epoch is not None:
             on_epoch(row)
-        summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
-        print(f"fold {fold} epoch {epoch + 1}/{params.epochs}: {summary}", file=sys.stderr)
+        if ranks.is_main:
+            summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+            print(f"fold {fold} epoch {epoch + 1}/{params.epochs}: {summary}", file=sys.stderr)
 
     if best.state_dict is None or best.val_prob is None:  # pragma: no cover - the last epoch is always evaluated
         raise LandslideError(f"fold {fold}: no epoch was evaluated")
     model.load_state_dict(best.state_dict)
-    train_prob, _ = predict(model, data.train_images[: data.n_original], model_params.dim, device, params.eval_batch_size)
+    train_prob = ranks.predict(model, data.train_images[: data.n_original], model_params.dim, device, params.eval_batch_size)
     train_labels = data.train_labels[: data.n_original].numpy()
     return FoldResult(
         state_dict=best.state_dict,
@@ -270,6 +299,8 @@ def run_config(model_params: ModelParams, augment_params: AugmentParams, params:
     """The parameters that define a training run (train.resume excluded: it changes no result)."""
     train = asdict(params)
     train.pop("resume")
+    if train["nproc"] == 1:  # the runs from before train.nproc existed: their fingerprints stay valid
+        train.pop("nproc")
     return {"model": asdict(model_params), "augment": asdict(augment_params), "train": train}
 
 
@@ -296,8 +327,11 @@ def run_train_fold(
     live_dir: Path,
     resume_dir: Path | None,
     progress: bool = True,
-) -> FoldResult:
-    """The `train_fold@k` stage: train, then write checkpoint, OOF probabilities and metrics together."""
+) -> FoldResult | None:
+    """The `train_fold@k` stage: train, then write checkpoint, OOF probabilities and metrics together.
+
+    Under torchrun (train.nproc > 1) every rank trains; rank 0 alone logs and writes (the others return None).
+    """
     import h5py
     from dvclive import Live
 
@@ -319,11 +353,16 @@ def run_train_fold(
     run_id = fingerprint({**config, "fold": fold, "train": str(train.attrs.get("content_digest")), "smote": smote_digest})
     resume = ResumeState(resume_dir, run_id)
 
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    ranks = Ranks.from_env(params.nproc)
+    writer = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.is_main else None
+    with ranks, writer or contextlib.nullcontext() as live:
         result = train_fold(
             data, model_params, augment_params, params, fold, resume=resume,
-            on_epoch=lambda row: _log_epoch(live, row), progress=progress,
+            on_epoch=(lambda row: _log_epoch(live, row)) if live is not None else None,
+            progress=progress and ranks.is_main, ranks=ranks,
         )
+    if not ranks.is_main:
+        return None
     meta = {
         "backbone": model_params.backbone,
         "in_chans": len(data.channels),

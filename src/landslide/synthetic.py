@@ -1,21 +1,26 @@
 """Synthetic stand-in for the Zindi landslide challenge data.
 
 The real patches cannot be downloaded here, so the pipeline runs on data drawn from a small
-generative model of what those patches contain (see docs/synthetic.md):
+generative model of what those patches contain (see docs/synthetic.md), written as the real
+archive unpacks (nested folders, float64 arrays, Sentinel-2 digital numbers, SAR in dB, one
+test ID listed twice in Test.csv):
 
 * terrain (smooth random relief) shades the optical bands and modulates SAR backscatter with
-  opposite signs in the ascending and descending orbits;
-* land cover (vegetation density, rivers/lakes, towns, bare plots) sets Sentinel-2-like surface
-  reflectance and Sentinel-1-like backscatter (dB) with gamma speckle;
+  opposite signs in the ascending and descending orbits; slopes turned away from the radar lie
+  in shadow (no data);
+* land cover (vegetation density, rivers/lakes, towns, bare plots) sets Sentinel-2-like
+  reflectance and Sentinel-1-like backscatter with gamma speckle and thermal noise;
 * landslides are irregular, tapering, downslope-oriented scars: vegetation loss in the optics and
   a backscatter change of a few dB in the post-minus-pre ("diff") bands of one or both orbits;
-* clouds hide the optics (never the SAR) on a fraction of patches of both classes;
+* haze over every scene; clouds hide the optics (never the SAR) on a fraction of patches of
+  both classes;
 * hard negatives (bare scars, water, towns, non-landslide SAR change) and a train/test "region"
   shift (sensor gain/offset, SAR calibration, land-cover mix, heavy-tailed outliers).
 
-Everything is a deterministic function of ``SynthesizeParams``: images are generated in fixed
-chunks of ``CHUNK`` patches, each from its own child random generator, so the bytes written do
-not depend on how many worker processes run.
+The constants are calibrated so that the training set's per-band means and standard deviations
+match the real ones (DATA-FORMATS.md) within about 30 %. Everything is a deterministic function
+of ``SynthesizeParams``: images are generated in fixed chunks of ``CHUNK`` patches, each from its
+own child random generator, so the bytes written do not depend on how many worker processes run.
 """
 
 from __future__ import annotations
@@ -38,7 +43,12 @@ from landslide.params import require
 # random streams, hence the data (not its distribution).
 CHUNK = 64
 
-# Upper bound on split sizes: ~197 kB per patch, so this is already ~200 GB on disk.
+# The optical bands are stored as Sentinel-2 digital numbers: reflectance x OPTICAL_SCALE, whole
+# numbers. Saturated pixels stop at _MAX_REFLECTANCE (the real training set's maximum is 20,944).
+OPTICAL_SCALE = 10_000
+_MAX_REFLECTANCE = 2.1
+
+# Upper bound on split sizes: ~393 kB per float64 patch, so this is already ~390 GB on disk.
 MAX_PATCHES = 1_000_000
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -47,7 +57,9 @@ ID_LENGTH = 6
 Region = Literal["train", "test"]
 
 # ---------------------------------------------------------------------------------------------
-# Physical constants of the model (Sentinel-2 L2A surface reflectance, Sentinel-1 sigma0 in dB)
+# Physical constants of the model (Sentinel-2 reflectance, stored as digital numbers at the end;
+# Sentinel-1 sigma0 in dB). Calibrated so the training set's per-band means and stds fall within
+# ~10-25 % of the real ones (docs/synthetic.md, tests/test_synthetic.py).
 # ---------------------------------------------------------------------------------------------
 # Spectra: Red, Green, Blue, NIR.
 _VEG = np.array([0.035, 0.060, 0.032, 0.35], np.float32)  # dense vegetation (NIR drawn separately)
@@ -57,16 +69,44 @@ _GRASS = np.array([0.050, 0.075, 0.040, 0.30], np.float32)
 _DRY = np.array([0.130, 0.110, 0.080, 0.24], np.float32)
 _WATER = np.array([0.030, 0.045, 0.040, 0.012], np.float32)
 _URBAN = np.array([0.17, 0.155, 0.14, 0.23], np.float32)
+# Sun shading of a slope: 1 + _SHADING x relief x (RMS-unit slope towards the sun), clipped.
+_SHADING = 0.5  # steep landslide terrain
+_SHADE_RANGE = (0.15, 2.0)
+_FOREST_NIR = (0.15, 0.50)  # NIR reflectance of dense vegetation (varies with canopy)
 _CLOUD_TINT = np.array([0.95, 0.97, 1.0, 1.02], np.float32)  # clouds are white, slightly blue
+_CLOUD_BRIGHTNESS = (0.25, 0.55)  # reflectance of a cloud's body (blue band)
+_THICK_CLOUDS = 0.65  # share of cloudy scenes with opaque clouds (the others: semi-transparent)
+# Moist haze after the rains: path reflectance added to the ground signal, per unit of the blue
+# band's (scenes draw that from _HAZE_BLUE). Large moist aerosols scatter nearly grey.
+_HAZE_SPECTRUM = np.array([0.75, 0.85, 1.0, 0.3], np.float32)
+_HAZE_BLUE = (0.02, 0.12)
 
-_LOOKS_POST = 4.4  # equivalent number of looks of one Sentinel-1 IW GRD scene
-_LOOKS_PRE = 13.0  # pre-event image is a composite of ~3 dates: less speckle
-_LOOKS_NOISY = 1.6  # "noise" hard negatives: nearly single-look speckle
+# Sentinel-1 acquisitions of each orbit. Both dates of an orbit are single scenes with the same
+# processing. Two things give the real dB bands their heavy low tail (minimum about -65.7 dB, per
+# band std 6-10 dB) while the differences stay moderate (std 3-5 dB): slopes turned away from the
+# sensor lie in radar shadow, no data (the floor value) on both dates, so their difference is 0;
+# and thermal-noise removal subtracts the noise-equivalent sigma0 (NESZ) from the speckled
+# signal + noise power, so dark targets (water, VH of bare soil) sometimes come out at zero or
+# negative power on one date, also stored at the floor. The descending pair has more speckle and
+# more shadow; the seasonal offsets give the real differences' per-orbit means.
+@dataclass(frozen=True)
+class _Orbit:
+    look: tuple[float, float]  # ground-range look direction (x = east, y = south)
+    nesz_db: float  # noise-equivalent sigma0 (dB)
+    looks: float  # equivalent number of looks of the post- and pre-event images
+    season_db: tuple[float, float]  # VV, VH post - pre change of the whole scene: another season
+    shadow: float  # relief x slope away from the sensor beyond which the ground is in radar shadow
 
-# Ground-range look directions (x = east, y = south): ascending looks ENE, descending WNW.
-# A slope rising along the look direction faces the sensor and appears brighter, so terrain
-# shading has opposite signs in the two orbits.
-_LOOK = {"desc": (-0.985, -0.174), "asc": (0.985, -0.174)}
+
+# Ascending looks ENE, descending WNW. A slope rising along the look direction faces the sensor
+# and appears brighter, so terrain shading has opposite signs in the two orbits.
+_ORBITS = {
+    "desc": _Orbit(look=(-0.985, -0.174), nesz_db=-29.0, looks=4.5, season_db=(-0.6, -0.3), shadow=1.4),
+    "asc": _Orbit(look=(0.985, -0.174), nesz_db=-28.0, looks=9.0, season_db=(0.8, 0.15), shadow=1.5),
+}
+_LOOKS_NOISY = 1.6  # "noise" hard negatives: nearly single-look speckle on the post-event date
+_FLOOR_DB = -65.7  # zero or negative power after noise removal is stored as this (real minimum)
+_MAX_DB = 50.0  # ceiling of the post-event bands (corner reflectors reach ~+20 dB)
 
 # Region "test" gets these optical gain/offset deltas times region_shift (per band R, G, B, NIR):
 # a different atmospheric correction / season, the reason robust normalisation can matter.
@@ -89,13 +129,14 @@ class SynthesizeParams:
     """The ``synthesize:`` section of params.yaml (all fields must appear there)."""
 
     n_train: int = 7147  # patches in Train.csv (Zindi: 7,147)
-    n_test: int = 5398  # patches in Test.csv (Zindi: 5,398)
+    n_test: int = 5398  # rows of Test.csv (Zindi: 5,398 rows, 5,397 patches: one ID listed twice)
     seed: int = 2025  # everything is a deterministic function of the seed
     train_prior: float = 0.176  # landslide fraction in train (Zindi: 1,255 / 7,147)
     test_prior: float = 0.11  # lower landslide fraction in test (prior shift)
-    cloud_fraction: float = 0.3  # fraction of patches (both classes) with clouds over the optics
+    cloud_fraction: float = 0.5  # fraction of patches (both classes) with clouds over the optics
     hard_negative_fraction: float = 0.5  # fraction of negatives given a landslide look-alike
     region_shift: float = 1.0  # strength of the train -> test distribution shift (0 = none)
+    duplicate_test_id: bool = True  # list one test ID twice in Test.csv, as the real file does
 
     def validate(self) -> None:
         """Check ranges; raises ParamError naming ``synthesize.<key>``."""
@@ -103,6 +144,11 @@ class SynthesizeParams:
             value = getattr(self, key)
             require(value >= 1, f"synthesize.{key}={value} must be >= 1")
             require(value <= MAX_PATCHES, f"synthesize.{key}={value} must be <= {MAX_PATCHES}")
+        require(
+            self.n_test >= 2 or not self.duplicate_test_id,
+            f"synthesize.n_test={self.n_test} must be >= 2 with duplicate_test_id: true "
+            f"(the repeated ID needs one patch and two rows)",
+        )
         require(self.seed >= 0, f"synthesize.seed={self.seed} must be >= 0")
         for key in ("train_prior", "test_prior"):
             value = getattr(self, key)
@@ -129,9 +175,9 @@ def _lut(kind: str, looks: float = 0.0) -> np.ndarray:
     q = (np.arange(65536, dtype=np.float64) + 0.5) / 65536.0
     if kind == "normal":
         values = scipy.special.ndtri(q)
-    elif kind == "speckle_db":
-        # L-look intensity speckle is Gamma(L, 1/L) in linear power; we add it in dB.
-        values = 10.0 * np.log10(scipy.special.gammaincinv(looks, q) / looks)
+    elif kind == "speckle":
+        # L-look intensity speckle is Gamma(L, 1/L), multiplying the linear power.
+        values = scipy.special.gammaincinv(looks, q) / looks
     else:  # pragma: no cover - internal misuse
         raise ValueError(kind)
     return values.astype(np.float32)
@@ -143,8 +189,8 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _speckle(rng: np.random.Generator, shape: tuple[int, ...], looks: float) -> np.ndarray:
-    """Multiplicative gamma speckle expressed in dB (additive to a dB backscatter)."""
-    return _lut("speckle_db", looks)[rng.integers(0, 65536, size=shape, dtype=np.uint16)]
+    """Multiplicative gamma speckle of ``looks`` looks (mean 1, linear power)."""
+    return _lut("speckle", looks)[rng.integers(0, 65536, size=shape, dtype=np.uint16)]
 
 
 def _col(values: Any) -> np.ndarray:
@@ -376,16 +422,16 @@ def _land_cover(scene: _Scene, rng: np.random.Generator) -> None:
     size = scene.size
     vegetation = 1.0 / (1.0 + np.exp(-2.0 * (scene.vegetation_field + _col(scene.vegetation_logit))))
     forest = _VEG * (1.0 + 0.12 * _normal(rng, (size, 4)))
-    forest[:, 3] = rng.uniform(0.25, 0.45, size)
+    forest[:, 3] = rng.uniform(*_FOREST_NIR, size)
     dryness = np.clip(rng.beta(1.5, 4.0, size) + 0.15 * scene.shift, 0.0, 1.0)[:, None]  # test is drier
     open_land = (_GRASS + dryness * (_DRY - _GRASS)) * (1.0 + 0.1 * _normal(rng, (size, 4)))
     scene.optical = [
         _col(open_land[:, c]) + vegetation * _col(forest[:, c] - open_land[:, c]) for c in range(4)
     ]
-    # SAR ground backscatter (dB): forest ~ -7.5 VV / -13.5 VH, bare soil ~ -12.5 / -21.
-    scene.vv = (-12.5 + 5.0 * vegetation + 0.8 * scene.sar_texture
+    # SAR ground backscatter (dB): forest ~ -8 VV / -14.5 VH, bare soil ~ -13 / -22.5.
+    scene.vv = (-13.0 + 5.0 * vegetation + 0.8 * scene.sar_texture
                 + _col(rng.normal(0.0, 0.8, size))).astype(np.float32)
-    scene.vh = (scene.vv - 8.5 + 2.5 * vegetation + _col(rng.normal(0.0, 0.5, size))).astype(np.float32)
+    scene.vh = (scene.vv - 9.5 + 3.0 * vegetation + _col(rng.normal(0.0, 0.5, size))).astype(np.float32)
     scene.change = np.zeros((4, size, _N, _N), np.float32)
     scene.opaque = np.zeros((size, _N, _N), np.float32)
 
@@ -571,9 +617,15 @@ def _illuminate(scene: _Scene) -> None:
     azimuth = _sun_azimuth(scene.shift)
     sun_x, sun_y = np.float32(np.sin(azimuth)), np.float32(-np.cos(azimuth))
     facing = scene.slope_x * sun_x + scene.slope_y * sun_y
-    shade = np.clip(1.0 + 0.22 * _col(scene.relief) * facing * (1.0 - scene.water), 0.45, 1.6)
+    shade = np.clip(1.0 + _SHADING * _col(scene.relief) * facing * (1.0 - scene.water), *_SHADE_RANGE)
     texture = 1.0 + 0.05 * scene.texture
     scene.optical = [band * shade * texture for band in scene.optical]
+
+
+def _haze(scene: _Scene, rng: np.random.Generator) -> None:
+    """Aerosol path reflectance of each scene, added over the ground (clouds lie above it)."""
+    path = rng.uniform(*_HAZE_BLUE, scene.size).astype(np.float32)[:, None] * _HAZE_SPECTRUM
+    scene.optical = [band + _col(path[:, c]) for c, band in enumerate(scene.optical)]
 
 
 def _clouds(scene: _Scene, rng: np.random.Generator) -> None:
@@ -584,7 +636,7 @@ def _clouds(scene: _Scene, rng: np.random.Generator) -> None:
         return
     k = idx.size
     azimuth = _sun_azimuth(scene.shift)
-    thick = rng.random(k) < 0.65
+    thick = rng.random(k) < _THICK_CLOUDS
     # Shadows fall 4-10 px away from the sun (direction to the sun: sin az, -cos az).
     offset = -rng.uniform(4.0, 10.0, (k, 1)) * np.array([[np.sin(azimuth), -np.cos(azimuth)]])
     cloud, shadow_field = _smooth_fields(rng, rng.uniform(4.0, 10.0, k), shift=offset)
@@ -594,7 +646,7 @@ def _clouds(scene: _Scene, rng: np.random.Generator) -> None:
     alpha_thin = _col(rng.uniform(0.25, 0.7, k)) / (1.0 + np.exp(-2.0 * (cloud + 1.0)))
     alpha = np.where(_col(thick), alpha_thick, alpha_thin).astype(np.float32)
     shadow = np.clip((shadow_field - _col(level)) * sharpness, 0.0, 1.0) * _col(thick * rng.uniform(0.4, 0.7, k))
-    brightness = _col(rng.uniform(0.35, 0.75, k)) * (1.0 + 0.06 * cloud)
+    brightness = _col(rng.uniform(*_CLOUD_BRIGHTNESS, k)) * (1.0 + 0.06 * cloud)
     for c in range(4):
         ground = scene.optical[c][idx] * (1.0 - shadow)
         scene.optical[c][idx] = ground * (1.0 - alpha) + alpha * brightness * _CLOUD_TINT[c]
@@ -613,61 +665,89 @@ def _optical_sensor(scene: _Scene, rng: np.random.Generator) -> list[np.ndarray]
     return bands
 
 
+_DB_TO_LN = np.float32(np.log(10.0) / 10.0)  # dB -> natural log of power (np.log10 is slower)
+_FLOOR_POWER = np.float32(10.0 ** (_FLOOR_DB / 10.0))
+
+
+def _measured_db(sigma0_db: np.ndarray, speckle: np.ndarray, nesz_db: float) -> np.ndarray:
+    """Backscatter (dB) one scene measures: speckled signal plus noise, minus the mean noise.
+
+    Thermal-noise removal leaves zero or negative power where the target is near the noise
+    floor and the speckle draw is low; such pixels are stored at ``_FLOOR_DB``.
+    """
+    noise = np.float32(10.0 ** (nesz_db / 10.0))
+    power = np.exp(sigma0_db * _DB_TO_LN)
+    power += noise
+    power *= speckle
+    power -= noise
+    np.maximum(power, _FLOOR_POWER, out=power)
+    np.log(power, out=power)
+    power /= _DB_TO_LN
+    return power
+
+
 def _sar(scene: _Scene, rng: np.random.Generator) -> list[np.ndarray]:
     """Both orbits' post-event VV, VH and post - pre differences, in the Zindi band order.
 
-    Radar topography has opposite signs in the two orbits; post-event and pre-event images carry
-    their own speckle, so the differences hold both dates' speckle plus moisture and real change.
+    Radar topography has opposite signs in the two orbits. The pre-event scene sees the same
+    ground without the change, a scene-wide seasonal offset and a soil-moisture change; both
+    dates carry their own speckle and noise, so the differences hold both dates' speckle too.
     """
     size = scene.size
     noisy = np.flatnonzero(scene.noisy)
     bands: list[np.ndarray] = []
-    for o, orbit in enumerate(("desc", "asc")):
-        look_x, look_y = _LOOK[orbit]
-        topography = 4.0 * _col(scene.relief) * (scene.slope_x * look_x + scene.slope_y * look_y)
-        topography = 6.0 * np.tanh(topography / 6.0) * (1.0 - scene.opaque)  # foreshortening saturates
+    for o, name in enumerate(("desc", "asc")):
+        orbit = _ORBITS[name]
+        look_x, look_y = orbit.look
+        facing = _col(scene.relief) * (scene.slope_x * look_x + scene.slope_y * look_y)
+        topography = 6.0 * np.tanh(4.0 * facing / 6.0) * (1.0 - scene.opaque)  # foreshortening saturates
+        shadow = (facing < -orbit.shadow) & (scene.opaque < 0.5)  # water and towns are flat
         moisture = _col(rng.normal(0.0, 0.3, size) + np.where(
             scene.hard_kind == _NOISE, rng.choice([-1.0, 1.0], size) * rng.uniform(0.8, 2.2, size), 0.0))
         moisture_field = (scene.moisture_desc if o == 0 else scene.moisture_asc) * np.float32(0.3) + 1.0
         post_vv_vh: list[np.ndarray] = []
         diff_vv_vh: list[np.ndarray] = []
         for p, ground in enumerate((scene.vv, scene.vh)):
-            speckle_post = _speckle(rng, (size, _N, _N), _LOOKS_POST)
+            speckle_post = _speckle(rng, (size, _N, _N), orbit.looks)
             if noisy.size:
                 speckle_post[noisy] = _speckle(rng, (noisy.size, _N, _N), _LOOKS_NOISY)
-            speckle_pre = _speckle(rng, (size, _N, _N), _LOOKS_PRE)
+            speckle_pre = _speckle(rng, (size, _N, _N), orbit.looks)
             moisture_change = moisture * moisture_field * (1.0 if p == 0 else 0.7)
             change = scene.change[2 * o + p]
-            post_vv_vh.append(ground + topography + change + speckle_post + scene.shift * _SHIFT_SAR_DB)
-            diff_vv_vh.append(change + moisture_change + speckle_post - speckle_pre
-                              + scene.shift * _SHIFT_DIFF_DB)
+            sigma0_post = ground + topography + change + scene.shift * _SHIFT_SAR_DB
+            sigma0_pre = (sigma0_post - change - moisture_change - orbit.season_db[p]
+                          - scene.shift * _SHIFT_DIFF_DB)
+            post = _measured_db(sigma0_post, speckle_post, orbit.nesz_db)
+            pre = _measured_db(sigma0_pre, speckle_pre, orbit.nesz_db)
+            post[shadow] = pre[shadow] = _FLOOR_DB
+            post_vv_vh.append(post)
+            diff_vv_vh.append(post - pre)
         bands.extend(post_vv_vh + diff_vv_vh)  # Zindi: VV, VH, diff VV, diff VH per orbit
     return bands
 
 
 def _outliers(scene: _Scene, bands: list[np.ndarray], rng: np.random.Generator) -> None:
-    """Heavy-tailed outliers on a few patches: saturated optics, bright transients, border noise."""
+    """Heavy-tailed outliers on a few patches: saturated optics, bright transients, no-data borders."""
     idx = np.flatnonzero(scene.outlier)
     for i, what in zip(idx, rng.integers(0, 3, idx.size)):
         if what == 0:  # saturated / specular optical pixels
             hit = rng.random((_N, _N)) < rng.uniform(0.005, 0.03)
             level = 0.8 + 0.5 * np.abs(rng.standard_t(1.5, (_N, _N)))
             for c in range(4):
-                bands[c][i][hit] = np.minimum(level[hit], 2.0)
+                bands[c][i][hit] = np.minimum(level[hit], _MAX_REFLECTANCE)
         elif what == 1:  # transient bright targets in one post-event SAR image
             hit = rng.random((_N, _N)) < rng.uniform(0.003, 0.01)
             jump = rng.uniform(10.0, 25.0, (_N, _N))[hit]
             first = 4 if rng.random() < 0.5 else 8
             for j in (first, first + 1, first + 2, first + 3):  # post VV, VH and their diffs
                 bands[j][i][hit] += jump
-        else:  # Sentinel-1 border noise: a strip of near-noise-floor backscatter
+        else:  # Sentinel-1 scene border: a strip without data in one post-event image
             width = int(rng.integers(3, 13))
             cols = slice(0, width) if rng.random() < 0.5 else slice(_N - width, _N)
             first = 4 if rng.random() < 0.5 else 8
-            for j in (first, first + 1):
-                floor = rng.normal(-35.0, 2.0, (_N, width)).astype(np.float32)
-                bands[j + 2][i][:, cols] += floor - bands[j][i][:, cols]
-                bands[j][i][:, cols] = floor
+            for j in (first, first + 1):  # post VV, VH; their diffs become floor - pre
+                bands[j + 2][i][:, cols] += _FLOOR_DB - bands[j][i][:, cols]
+                bands[j][i][:, cols] = _FLOOR_DB
 
 
 def _generate_batch(
@@ -684,13 +764,12 @@ def _generate_batch(
     _towns(scene, rng)
     _change_blobs(scene, rng)
     _illuminate(scene)
+    _haze(scene, rng)
     _clouds(scene, rng)
     bands = _optical_sensor(scene, rng) + _sar(scene, rng)
     _outliers(scene, bands, rng)
 
-    images = np.stack(bands, axis=-1)
-    np.clip(images[..., :4], 0.0, 2.0, out=images[..., :4])
-    np.clip(images[..., 4:], -50.0, 50.0, out=images[..., 4:])
+    images = _archive_values(bands)
     meta = {
         "cloudy": scene.cloudy,
         "cloud_cover": scene.cloud_cover,
@@ -701,7 +780,26 @@ def _generate_batch(
         "outlier": scene.outlier,
         "scar_mask": scene.scar_mask > 0.5,
     }
-    return images.astype(np.float32, copy=False), meta
+    return images, meta
+
+
+def _archive_values(bands: list[np.ndarray]) -> np.ndarray:
+    """Images (b, 64, 64, 12) as the archive stores them: Sentinel-2 digital numbers, dB.
+
+    Reflectance becomes whole digital numbers (x OPTICAL_SCALE, as Sentinel-2 products store
+    them); SAR bands keep the floor of no-data pixels and a generous ceiling. float32 holds
+    these values exactly; the files store them as float64, like the real ones.
+    """
+    for optical in bands[:4]:
+        np.clip(optical, 0.0, _MAX_REFLECTANCE, out=optical)
+        optical *= np.float32(OPTICAL_SCALE)
+        np.rint(optical, out=optical)
+    for orbit in (4, 8):  # post VV, VH, then diff VV, VH
+        for post in bands[orbit : orbit + 2]:
+            np.clip(post, _FLOOR_DB, _MAX_DB, out=post)
+        for diff in bands[orbit + 2 : orbit + 4]:
+            np.clip(diff, _FLOOR_DB - _MAX_DB, _MAX_DB - _FLOOR_DB, out=diff)
+    return np.stack(bands, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -736,7 +834,9 @@ def generate_split(
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Generate one split in memory (n * 197 kB: use for small n; ``write_dataset`` streams).
 
-    Returns images float32 (n, 64, 64, 12) HWC in ``bands.RAW_BANDS`` order and labels int64
+    Returns images float32 (n, 64, 64, 12) HWC in ``bands.RAW_BANDS`` order, the values the
+    files hold (optical in Sentinel-2 digital numbers, SAR in dB; exact in float32, the files
+    store them as float64), and labels int64
     (n,) with exactly round(prior * n) ones in shuffled order. ``region`` is "train" or "test"
     (the latter applies ``params.region_shift``). With ``return_meta`` also returns per-patch
     latent variables: cloudy, cloud_cover (mean opacity), hard_kind (index into HARD_KINDS),
@@ -777,11 +877,11 @@ def make_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def _write_chunk(task: tuple[np.ndarray, list[str], Region, np.random.Generator, SynthesizeParams, str]) -> int:
-    """Generate one chunk and save each patch as ``{folder}/{ID}.npy`` (worker entry point)."""
+    """Generate one chunk and save each patch as float64 ``{folder}/{ID}.npy`` (worker entry point)."""
     labels, ids, region, rng, params, folder = task
     images, _ = _generate_batch(labels, region, rng, params)
     for image, name in zip(images, ids):
-        np.save(os.path.join(folder, f"{name}.npy"), image, allow_pickle=False)
+        np.save(os.path.join(folder, f"{name}.npy"), image.astype(np.float64), allow_pickle=False)
     return len(ids)
 
 
@@ -798,27 +898,43 @@ def _write_csv(path: Path, header: str, rows: list[str]) -> None:
     path.write_text(header + "\n" + "".join(row + "\n" for row in rows))
 
 
-def write_dataset(out_dir: Path, params: SynthesizeParams, *, workers: int | None = None) -> None:
-    """Write the Zindi layout into ``out_dir`` (an existing, empty folder).
+def listed_test_rows(test_ids: list[str], rng: np.random.Generator, duplicate: bool) -> list[str]:
+    """Rows of Test.csv: each test ID once, in order; with ``duplicate`` one ID listed twice.
 
-    Files: Train.csv (ID,label), Test.csv (ID), SampleSubmission.csv (ID,Target, all 0),
-    test_labels.csv (ID,label: the answers, for scoring only), train_data/{ID}.npy and
-    test_data/{ID}.npy (float32 64x64x12, HWC). Chunks are generated and written by
+    The repeat sits in adjacent rows at a random position, as the real Test.csv lists ID_Q2Q7VF
+    at rows 62 and 63 (5,398 rows, 5,397 distinct IDs and .npy files).
+    """
+    if not duplicate or not test_ids:
+        return list(test_ids)
+    row = int(rng.integers(0, len(test_ids)))
+    return test_ids[: row + 1] + test_ids[row:]
+
+
+def write_dataset(out_dir: Path, params: SynthesizeParams, *, workers: int | None = None) -> None:
+    """Write the Zindi layout, as the real archive unpacks, into ``out_dir`` (existing, empty).
+
+    Files: Train.csv (ID,label), Test.csv (ID; ``n_test`` rows, one ID listed twice with
+    ``duplicate_test_id``), SampleSubmission.csv (ID,Target, all 0, the rows of Test.csv),
+    test_labels.csv (ID,label, one row per distinct test ID: the answers, for scoring only),
+    train_data/train_data/{ID}.npy and test_data/test_data/{ID}.npy (float64 64x64x12, HWC,
+    optical bands in Sentinel-2 digital numbers, SAR in dB). Chunks are generated and written by
     ``workers`` processes (default: the usable cores); the bytes do not depend on it.
     """
     params.validate()
     out_dir = Path(out_dir)
-    root = np.random.SeedSequence(params.seed)
-    ids_seq = root.spawn(3)[0]
-    ids = make_ids(np.random.default_rng(ids_seq), params.n_train + params.n_test)
+    n_test_patches = params.n_test - int(params.duplicate_test_id)
+    ids_rng = np.random.default_rng(np.random.SeedSequence(params.seed).spawn(3)[0])
+    ids = make_ids(ids_rng, params.n_train + n_test_patches)
+    train_ids, test_ids = ids[: params.n_train], ids[params.n_train :]
+    test_rows = listed_test_rows(test_ids, ids_rng, params.duplicate_test_id)
     splits = {
-        "train": (params.n_train, params.train_prior, ids[: params.n_train]),
-        "test": (params.n_test, params.test_prior, ids[params.n_train :]),
+        "train": (params.n_train, params.train_prior, train_ids),
+        "test": (n_test_patches, params.test_prior, test_ids),
     }
     tasks = []
     labels_of: dict[str, np.ndarray] = {}
     for split, (n, prior, split_ids) in splits.items():
-        folder = out_dir / f"{split}_data"
+        folder = out_dir / f"{split}_data" / f"{split}_data"  # nested, as the archive unpacks
         folder.mkdir(parents=True, exist_ok=True)
         labels, rngs = _plan(n, prior, split_rng(params.seed, split))  # type: ignore[arg-type]
         labels_of[split] = labels
@@ -838,20 +954,19 @@ def write_dataset(out_dir: Path, params: SynthesizeParams, *, workers: int | Non
             for _ in pool.map(_write_chunk, tasks):
                 pass
 
-    train_ids, test_ids = splits["train"][2], splits["test"][2]
-    _write_csv(out_dir / "Train.csv", "ID,label",
-               [f"{i},{y}" for i, y in zip(train_ids, labels_of["train"])])
-    _write_csv(out_dir / "Test.csv", "ID", list(test_ids))
-    _write_csv(out_dir / "SampleSubmission.csv", "ID,Target", [f"{i},0" for i in test_ids])
-    _write_csv(out_dir / "test_labels.csv", "ID,label",
-               [f"{i},{y}" for i, y in zip(test_ids, labels_of["test"])])
+    _write_csv(out_dir / "Train.csv", "ID,label", [f"{i},{y}" for i, y in zip(train_ids, labels_of["train"])])
+    _write_csv(out_dir / "Test.csv", "ID", test_rows)
+    _write_csv(out_dir / "SampleSubmission.csv", "ID,Target", [f"{i},0" for i in test_rows])
+    _write_csv(out_dir / "test_labels.csv", "ID,label", [f"{i},{y}" for i, y in zip(test_ids, labels_of["test"])])
 
 
 __all__ = [
     "CHUNK",
     "HARD_KINDS",
+    "OPTICAL_SCALE",
     "SynthesizeParams",
     "generate_split",
+    "listed_test_rows",
     "make_ids",
     "split_rng",
     "default_workers",

@@ -113,7 +113,7 @@ _MAX_DB = 50.0  # ceiling of the post-event bands (corner reflectors reach ~+20 
 _SHIFT_GAIN = np.array([0.12, 0.08, 0.05, -0.10], np.float32)
 _SHIFT_OFFSET = np.array([0.012, 0.010, 0.016, 0.0], np.float32)
 _SHIFT_SAR_DB = 1.2  # SAR calibration offset of post-event VV/VH (dB)
-_SHIFT_DIFF_DB = 0.3  # pre-event composite from another season: small diff offset (dB)
+_SHIFT_DIFF_DB = 0.3  # pre-event scenes from another season there: small diff offset (dB)
 
 _N = PATCH_SIZE
 _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)

@@ -1,21 +1,26 @@
 """Synthetic stand-in for the Zindi landslide challenge data.
 
 The real patches cannot be downloaded here, so the pipeline runs on data drawn from a small
-generative model of what those patches contain (see docs/synthetic.md):
+generative model of what those patches contain (see docs/synthetic.md), written as the real
+archive unpacks (nested folders, float64 arrays, Sentinel-2 digital numbers, SAR in dB, one
+test ID listed twice in Test.csv):
 
 * terrain (smooth random relief) shades the optical bands and modulates SAR backscatter with
-  opposite signs in the ascending and descending orbits;
-* land cover (vegetation density, rivers/lakes, towns, bare plots) sets Sentinel-2-like surface
-  reflectance and Sentinel-1-like backscatter (dB) with gamma speckle;
+  opposite signs in the ascending and descending orbits; slopes turned away from the radar lie
+  in shadow (no data);
+* land cover (vegetation density, rivers/lakes, towns, bare plots) sets Sentinel-2-like
+  reflectance and Sentinel-1-like backscatter with gamma speckle and thermal noise;
 * landslides are irregular, tapering, downslope-oriented scars: vegetation loss in the optics and
   a backscatter change of a few dB in the post-minus-pre ("diff") bands of one or both orbits;
-* clouds hide the optics (never the SAR) on a fraction of patches of both classes;
+* haze over every scene; clouds hide the optics (never the SAR) on a fraction of patches of
+  both classes;
 * hard negatives (bare scars, water, towns, non-landslide SAR change) and a train/test "region"
   shift (sensor gain/offset, SAR calibration, land-cover mix, heavy-tailed outliers).
 
-Everything is a deterministic function of ``SynthesizeParams``: images are generated in fixed
-chunks of ``CHUNK`` patches, each from its own child random generator, so the bytes written do
-not depend on how many worker processes run.
+The constants are calibrated so that the training set's per-band means and standard deviations
+match the real ones (DATA-FORMATS.md) within about 30 %. Everything is a deterministic function
+of ``SynthesizeParams``: images are generated in fixed chunks of ``CHUNK`` patches, each from its
+own child random generator, so the bytes written do not depend on how many worker processes run.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -38,7 +43,12 @@ from landslide.params import require
 # random streams, hence the data (not its distribution).
 CHUNK = 64
 
-# Upper bound on split sizes: ~197 kB per patch, so this is already ~200 GB on disk.
+# The optical bands are stored as Sentinel-2 digital numbers: reflectance x OPTICAL_SCALE, whole
+# numbers. Saturated pixels stop at _MAX_REFLECTANCE (the real training set's maximum is 20,944).
+OPTICAL_SCALE = 10_000
+_MAX_REFLECTANCE = 2.1
+
+# Upper bound on split sizes: ~393 kB per float64 patch, so this is already ~390 GB on disk.
 MAX_PATCHES = 1_000_000
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -47,7 +57,9 @@ ID_LENGTH = 6
 Region = Literal["train", "test"]
 
 # ---------------------------------------------------------------------------------------------
-# Physical constants of the model (Sentinel-2 L2A surface reflectance, Sentinel-1 sigma0 in dB)
+# Physical constants of the model (Sentinel-2 reflectance, stored as digital numbers at the end;
+# Sentinel-1 sigma0 in dB). Calibrated so the training set's per-band means and stds fall within
+# ~10-25 % of the real ones (docs/synthetic.md, tests/test_synthetic.py).
 # ---------------------------------------------------------------------------------------------
 # Spectra: Red, Green, Blue, NIR.
 _VEG = np.array([0.035, 0.060, 0.032, 0.35], np.float32)  # dense vegetation (NIR drawn separately)
@@ -57,23 +69,51 @@ _GRASS = np.array([0.050, 0.075, 0.040, 0.30], np.float32)
 _DRY = np.array([0.130, 0.110, 0.080, 0.24], np.float32)
 _WATER = np.array([0.030, 0.045, 0.040, 0.012], np.float32)
 _URBAN = np.array([0.17, 0.155, 0.14, 0.23], np.float32)
+# Sun shading of a slope: 1 + _SHADING x relief x (RMS-unit slope towards the sun), clipped.
+_SHADING = 0.5  # steep landslide terrain
+_SHADE_RANGE = (0.15, 2.0)
+_FOREST_NIR = (0.15, 0.50)  # NIR reflectance of dense vegetation (varies with canopy)
 _CLOUD_TINT = np.array([0.95, 0.97, 1.0, 1.02], np.float32)  # clouds are white, slightly blue
+_CLOUD_BRIGHTNESS = (0.25, 0.55)  # reflectance of a cloud's body (blue band)
+_THICK_CLOUDS = 0.65  # share of cloudy scenes with opaque clouds (the others: semi-transparent)
+# Moist haze after the rains: path reflectance added to the ground signal, per unit of the blue
+# band's (scenes draw that from _HAZE_BLUE). Large moist aerosols scatter nearly grey.
+_HAZE_SPECTRUM = np.array([0.75, 0.85, 1.0, 0.3], np.float32)
+_HAZE_BLUE = (0.02, 0.12)
 
-_LOOKS_POST = 4.4  # equivalent number of looks of one Sentinel-1 IW GRD scene
-_LOOKS_PRE = 13.0  # pre-event image is a composite of ~3 dates: less speckle
-_LOOKS_NOISY = 1.6  # "noise" hard negatives: nearly single-look speckle
+# Sentinel-1 acquisitions of each orbit. Both dates of an orbit are single scenes with the same
+# processing. Two things give the real dB bands their heavy low tail (minimum about -65.7 dB, per
+# band std 6-10 dB) while the differences stay moderate (std 3-5 dB): slopes turned away from the
+# sensor lie in radar shadow, no data (the floor value) on both dates, so their difference is 0;
+# and thermal-noise removal subtracts the noise-equivalent sigma0 (NESZ) from the speckled
+# signal + noise power, so dark targets (water, VH of bare soil) sometimes come out at zero or
+# negative power on one date, also stored at the floor. The descending pair has more speckle and
+# more shadow; the seasonal offsets give the real differences' per-orbit means.
+@dataclass(frozen=True)
+class _Orbit:
+    look: tuple[float, float]  # ground-range look direction (x = east, y = south)
+    nesz_db: float  # noise-equivalent sigma0 (dB)
+    looks: float  # equivalent number of looks of the post- and pre-event images
+    season_db: tuple[float, float]  # VV, VH post - pre change of the whole scene: another season
+    shadow: float  # relief x slope away from the sensor beyond which the ground is in radar shadow
 
-# Ground-range look directions (x = east, y = south): ascending looks ENE, descending WNW.
-# A slope rising along the look direction faces the sensor and appears brighter, so terrain
-# shading has opposite signs in the two orbits.
-_LOOK = {"desc": (-0.985, -0.174), "asc": (0.985, -0.174)}
+
+# Ascending looks ENE, descending WNW. A slope rising along the look direction faces the sensor
+# and appears brighter, so terrain shading has opposite signs in the two orbits.
+_ORBITS = {
+    "desc": _Orbit(look=(-0.985, -0.174), nesz_db=-29.0, looks=4.5, season_db=(-0.6, -0.3), shadow=1.4),
+    "asc": _Orbit(look=(0.985, -0.174), nesz_db=-28.0, looks=9.0, season_db=(0.8, 0.15), shadow=1.5),
+}
+_LOOKS_NOISY = 1.6  # "noise" hard negatives: nearly single-look speckle on the post-event date
+_FLOOR_DB = -65.7  # zero or negative power after noise removal is stored as this (real minimum)
+_MAX_DB = 50.0  # ceiling of the post-event bands (corner reflectors reach ~+20 dB)
 
 # Region "test" gets these optical gain/offset deltas times region_shift (per band R, G, B, NIR):
 # a different atmospheric correction / season, the reason robust normalisation can matter.
 _SHIFT_GAIN = np.array([0.12, 0.08, 0.05, -0.10], np.float32)
 _SHIFT_OFFSET = np.array([0.012, 0.010, 0.016, 0.0], np.float32)
 _SHIFT_SAR_DB = 1.2  # SAR calibration offset of post-event VV/VH (dB)
-_SHIFT_DIFF_DB = 0.3  # pre-event composite from another season: small diff offset (dB)
+_SHIFT_DIFF_DB = 0.3  # pre-event scenes from another season there: small diff offset (dB)
 
 _N = PATCH_SIZE
 _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)
@@ -89,13 +129,14 @@ class SynthesizeParams:
     """The ``synthesize:`` section of params.yaml (all fields must appear there)."""
 
     n_train: int = 7147  # patches in Train.csv (Zindi: 7,147)
-    n_test: int = 5398  # patches in Test.csv (Zindi: 5,398)
+    n_test: int = 5398  # rows of Test.csv (Zindi: 5,398 rows, 5,397 patches: one ID listed twice)
     seed: int = 2025  # everything is a deterministic function of the seed
     train_prior: float = 0.176  # landslide fraction in train (Zindi: 1,255 / 7,147)
     test_prior: float = 0.11  # lower landslide fraction in test (prior shift)
-    cloud_fraction: float = 0.3  # fraction of patches (both classes) with clouds over the optics
+    cloud_fraction: float = 0.5  # fraction of patches (both classes) with clouds over the optics
     hard_negative_fraction: float = 0.5  # fraction of negatives given a landslide look-alike
     region_shift: float = 1.0  # strength of the train -> test distribution shift (0 = none)
+    duplicate_test_id: bool = True  # list one test ID twice in Test.csv, as the real file does
 
     def validate(self) -> None:
         """Check ranges; raises ParamError naming ``synthesize.<key>``."""
@@ -103,6 +144,11 @@ class SynthesizeParams:
             value = getattr(self, key)
             require(value >= 1, f"synthesize.{key}={value} must be >= 1")
             require(value <= MAX_PATCHES, f"synthesize.{key}={value} must be <= {MAX_PATCHES}")
+        require(
+            self.n_test >= 2 or not self.duplicate_test_id,
+            f"synthesize.n_test={self.n_test} must be >= 2 with duplicate_test_id: true "
+            f"(the repeated ID needs one patch and two rows)",
+        )
         require(self.seed >= 0, f"synthesize.seed={self.seed} must be >= 0")
         for key in ("train_prior", "test_prior"):
             value = getattr(self, key)
@@ -129,9 +175,9 @@ def _lut(kind: str, looks: float = 0.0) -> np.ndarray:
     q = (np.arange(65536, dtype=np.float64) + 0.5) / 65536.0
     if kind == "normal":
         values = scipy.special.ndtri(q)
-    elif kind == "speckle_db":
-        # L-look intensity speckle is Gamma(L, 1/L) in linear power; we add it in dB.
-        values = 10.0 * np.log10(scipy.special.gammaincinv(looks, q) / looks)
+    elif kind == "speckle":
+        # L-look intensity speckle is Gamma(L, 1/L), multiplying the linear power.
+        values = scipy.special.gammaincinv(looks, q) / looks
     else:  # pragma: no cover - internal misuse
         raise ValueError(kind)
     return values.astype(np.float32)
@@ -143,8 +189,8 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _speckle(rng: np.random.Generator, shape: tuple[int, ...], looks: float) -> np.ndarray:
-    """Multiplicative gamma speckle expressed in dB (additive to a dB backscatter)."""
-    return _lut("speckle_db", looks)[rng.integers(0, 65536, size=shape, dtype=np.uint16)]
+    """Multiplicative gamma speckle of ``looks`` looks (mean 1, linear power)."""
+    return _lut("speckle", looks)[rng.integers(0, 65536, size=shape, dtype=np.uint16)]
 
 
 def _col(values: Any) -> np.ndarray:
@@ -272,297 +318,488 @@ def _slots(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # The generative model
 # ---------------------------------------------------------------------------------------------
 HARD_KINDS = ("none", "bare", "water", "urban", "noise")  # meta["hard_kind"] codes
+_BARE, _WATER_KIND, _URBAN_KIND, _NOISE = 1, 2, 3, 4  # indices into HARD_KINDS
 
 
-def _generate_batch(
+def _no_field() -> np.ndarray:
+    return np.zeros((0, _N, _N), np.float32)
+
+
+@dataclass
+class _Scene:
+    """One chunk of patches while it is generated: per-patch latent variables and 64x64 fields.
+
+    The steps of ``_generate_batch`` read and paint it in a fixed order, which is also the order
+    of the random draws (so the order is part of the generative specification).
+    """
+
+    # Per-patch latent variables (arrays of length ``size``).
+    positive: np.ndarray  # bool: the patch holds a landslide
+    shift: float  # region shift strength (0 in the training region)
+    relief: np.ndarray  # terrain relief: scales sun shading and radar topography
+    vegetation_logit: np.ndarray  # mean vegetation density (logit)
+    cloudy: np.ndarray  # bool: clouds over the optics
+    hard_kind: np.ndarray  # index into HARD_KINDS (0 for positives and plain negatives)
+    has_water: np.ndarray  # bool: a lake or a river
+    has_town: np.ndarray  # bool
+    has_fields: np.ndarray  # bool: bare/harvested fields
+    noisy: np.ndarray  # bool: near single-look SAR speckle
+    outlier: np.ndarray  # bool: heavy-tailed outlier pixels
+    # Smooth random fields (size, 64, 64), standardised per patch.
+    slope_x: np.ndarray  # terrain gradient (RMS slope 1)
+    slope_y: np.ndarray
+    vegetation_field: np.ndarray
+    texture: np.ndarray  # fine optical texture (canopy, roofs)
+    sar_texture: np.ndarray
+    moisture_desc: np.ndarray  # soil-moisture change seen by each orbit
+    moisture_asc: np.ndarray
+    feature_field: np.ndarray  # its high end makes lakes, its low end towns
+    outline_noise: np.ndarray  # irregular outlines of scars and fields
+    # Layers the steps paint.
+    optical: list[np.ndarray] = field(default_factory=list)  # R, G, B, NIR reflectance
+    vv: np.ndarray = field(default_factory=_no_field)  # ground backscatter (dB), both dates
+    vh: np.ndarray = field(default_factory=_no_field)
+    change: np.ndarray = field(default_factory=_no_field)  # post - pre (dB): dVV, dVH, aVV, aVH
+    opaque: np.ndarray = field(default_factory=_no_field)  # water/town replaced the ground
+    water: np.ndarray = field(default_factory=_no_field)  # water mask
+    town: np.ndarray = field(default_factory=_no_field)  # town mask
+    # Outcomes reported as meta.
+    n_scars: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    n_bare: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    n_fields: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    scar_area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    scar_mask: np.ndarray = field(default_factory=_no_field)
+    orbits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # bit 1 desc, bit 2 asc
+    cloud_cover: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    @property
+    def size(self) -> int:
+        return self.positive.size
+
+
+def _draw_scene(
     labels: np.ndarray, region: Region, rng: np.random.Generator, params: SynthesizeParams
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Images (b, 64, 64, 12) for the given labels, and per-patch latent variables."""
-    b = labels.size
-    pos = labels.astype(bool)
+) -> _Scene:
+    """Latent variables of each patch, then its smooth random fields."""
+    size = labels.size
+    positive = labels.astype(bool)
     shift = float(params.region_shift) if region == "test" else 0.0
 
-    def u() -> np.ndarray:  # one uniform per patch
-        return rng.random(b)
+    def uniform() -> np.ndarray:  # one uniform per patch
+        return rng.random(size)
 
-    # --- scene-level latent variables --------------------------------------------------------
-    relief = rng.uniform(0.3, 1.3, b)
-    veg_logit = rng.normal(1.0 - 0.6 * shift, 0.9, b)  # the test region is less vegetated
-    cloudy = u() < params.cloud_fraction
-    hard = ~pos & (u() < params.hard_negative_fraction)
-    kind = np.where(hard, rng.integers(1, len(HARD_KINDS), b), 0)
+    relief = rng.uniform(0.3, 1.3, size)
+    vegetation_logit = rng.normal(1.0 - 0.6 * shift, 0.9, size)  # the test region is less vegetated
+    cloudy = uniform() < params.cloud_fraction
+    hard = ~positive & (uniform() < params.hard_negative_fraction)
+    hard_kind = np.where(hard, rng.integers(1, len(HARD_KINDS), size), 0)
     # Background features occur in both classes (so none of them is a giveaway by itself).
-    has_water = (kind == 2) | (u() < 0.10)
-    has_urban = (kind == 3) | (u() < 0.04 * (1.0 + shift))
-    has_plots = u() < 0.12 * (1.0 + 0.5 * shift)
-    noisy = (kind == 4) | (u() < 0.05)
-    outlier = u() < 0.01 + 0.04 * shift
+    has_water = (hard_kind == _WATER_KIND) | (uniform() < 0.10)
+    has_town = (hard_kind == _URBAN_KIND) | (uniform() < 0.04 * (1.0 + shift))
+    has_fields = uniform() < 0.12 * (1.0 + 0.5 * shift)
+    noisy = (hard_kind == _NOISE) | (uniform() < 0.05)
+    outlier = uniform() < 0.01 + 0.04 * shift
 
-    # --- smooth random fields ---------------------------------------------------------------
-    h, gx, gy = _smooth_fields(rng, rng.uniform(6.0, 14.0, b), gradient=True)
-    del h  # only the slopes matter for illumination
-    (vegf,) = _smooth_fields(rng, rng.uniform(2.5, 6.0, b))
-    (tex,) = _smooth_fields(rng, np.full(b, 1.0))
-    (sartex,) = _smooth_fields(rng, np.full(b, 1.5))
-    moist_d, moist_a = _smooth_fields(rng, np.full(2 * b, 12.0))[0].reshape(2, b, _N, _N)
-    (featf,) = _smooth_fields(rng, rng.uniform(3.0, 7.0, b))
-    (pert,) = _smooth_fields(rng, np.full(b, 1.5))
+    _, slope_x, slope_y = _smooth_fields(rng, rng.uniform(6.0, 14.0, size), gradient=True)
+    (vegetation_field,) = _smooth_fields(rng, rng.uniform(2.5, 6.0, size))
+    (texture,) = _smooth_fields(rng, np.full(size, 1.0))
+    (sar_texture,) = _smooth_fields(rng, np.full(size, 1.5))
+    moisture_desc, moisture_asc = _smooth_fields(rng, np.full(2 * size, 12.0))[0].reshape(2, size, _N, _N)
+    (feature_field,) = _smooth_fields(rng, rng.uniform(3.0, 7.0, size))
+    (outline_noise,) = _smooth_fields(rng, np.full(size, 1.5))
+    return _Scene(
+        positive=positive, shift=shift, relief=relief, vegetation_logit=vegetation_logit,
+        cloudy=cloudy, hard_kind=hard_kind, has_water=has_water, has_town=has_town,
+        has_fields=has_fields, noisy=noisy, outlier=outlier, slope_x=slope_x, slope_y=slope_y,
+        vegetation_field=vegetation_field, texture=texture, sar_texture=sar_texture,
+        moisture_desc=moisture_desc, moisture_asc=moisture_asc, feature_field=feature_field,
+        outline_noise=outline_noise,
+    )
 
-    # --- land cover: optical ground reflectance ---------------------------------------------
-    v = 1.0 / (1.0 + np.exp(-2.0 * (vegf + _col(veg_logit))))  # vegetation fraction
-    veg = _VEG * (1.0 + 0.12 * _normal(rng, (b, 4)))
-    veg[:, 3] = rng.uniform(0.25, 0.45, b)
-    dryness = np.clip(rng.beta(1.5, 4.0, b) + 0.15 * shift, 0.0, 1.0)[:, None]  # test is drier
-    soil = (_GRASS + dryness * (_DRY - _GRASS)) * (1.0 + 0.1 * _normal(rng, (b, 4)))
-    opt = [_col(soil[:, c]) + v * _col(veg[:, c] - soil[:, c]) for c in range(4)]
 
-    # SAR ground backscatter (dB): forest ~ -7.5 VV / -13.5 VH, bare soil ~ -12.5 / -21.
-    vv = (-12.5 + 5.0 * v + 0.8 * sartex + _col(rng.normal(0.0, 0.8, b))).astype(np.float32)
-    vh = (vv - 8.5 + 2.5 * v + _col(rng.normal(0.0, 0.5, b))).astype(np.float32)
-    # Change maps (post - pre, dB) for desc VV, desc VH, asc VV, asc VH.
-    change = np.zeros((4, b, _N, _N), np.float32)
-    opaque = np.zeros((b, _N, _N), np.float32)  # where water/town replaced the ground (no topo)
+def _land_cover(scene: _Scene, rng: np.random.Generator) -> None:
+    """Ground reflectance and backscatter: forest mixed with open land (grass to dry soil)."""
+    size = scene.size
+    vegetation = 1.0 / (1.0 + np.exp(-2.0 * (scene.vegetation_field + _col(scene.vegetation_logit))))
+    forest = _VEG * (1.0 + 0.12 * _normal(rng, (size, 4)))
+    forest[:, 3] = rng.uniform(*_FOREST_NIR, size)
+    dryness = np.clip(rng.beta(1.5, 4.0, size) + 0.15 * scene.shift, 0.0, 1.0)[:, None]  # test is drier
+    open_land = (_GRASS + dryness * (_DRY - _GRASS)) * (1.0 + 0.1 * _normal(rng, (size, 4)))
+    scene.optical = [
+        _col(open_land[:, c]) + vegetation * _col(forest[:, c] - open_land[:, c]) for c in range(4)
+    ]
+    # SAR ground backscatter (dB): forest ~ -8 VV / -14.5 VH, bare soil ~ -13 / -22.5.
+    scene.vv = (-13.0 + 5.0 * vegetation + 0.8 * scene.sar_texture
+                + _col(rng.normal(0.0, 0.8, size))).astype(np.float32)
+    scene.vh = (scene.vv - 9.5 + 3.0 * vegetation + _col(rng.normal(0.0, 0.5, size))).astype(np.float32)
+    scene.change = np.zeros((4, size, _N, _N), np.float32)
+    scene.opaque = np.zeros((size, _N, _N), np.float32)
 
-    # --- shapes: landslide scars (positives), bare scars (hard "bare"), fields (plots) ------------
-    n_slides = np.where(pos, rng.choice([1, 2, 3], size=b, p=[0.5, 0.3, 0.2]), 0)
-    n_bare = np.where(kind == 1, rng.choice([1, 2, 3], size=b, p=[0.5, 0.3, 0.2]), 0)
-    n_plots = np.where(has_plots, rng.integers(1, 4, b), 0)
-    scar_area = np.zeros(b, np.float32)
-    scar_mask = np.zeros((b, _N, _N), np.float32)
-    orbits = np.zeros(b, np.int64)  # bit 1: desc sees a change, bit 2: asc
 
-    # Landslides.
-    img, slot = _slots(n_slides)
-    s = img.size
-    if s:
-        weak = rng.random(s) < 0.25
-        length = np.where(weak, np.exp(rng.uniform(np.log(5), np.log(14), s)),
-                          np.exp(rng.uniform(np.log(12), np.log(45), s)))
-        cx, cy = rng.uniform(8, _N - 8, s), rng.uniform(8, _N - 8, s)
-        ix, iy = np.clip(cx.astype(int), 0, _N - 1), np.clip(cy.astype(int), 0, _N - 1)
-        # Landslides run downslope: orient the scar along -grad(h) at its centre, plus noise.
-        angle = np.arctan2(-gy[img, iy, ix], -gx[img, iy, ix]) + rng.normal(0.0, 0.4, s)
-        width = np.maximum(1.8, length * rng.uniform(0.25, 0.5, s))
-        masks = _shapes(img, cx, cy, angle, length, width, rng.uniform(0.4, 1.0, s), pert)
-        strength = np.where(weak, rng.uniform(0.25, 0.55, s), rng.uniform(0.6, 1.0, s))
-        m_opt = np.zeros((b, _N, _N), np.float32)
-        _scatter_max(m_opt, img, slot, masks * _col(strength))
-        scar = _bare_spectrum(rng, b, (0.12, 0.24), (0.18, 0.30))
-        for c in range(4):
-            opt[c] = opt[c] * (1.0 - m_opt) + m_opt * _col(scar[:, c])
-        # SAR: visible in both orbits, only descending or only ascending (shadow, layover).
-        seen = rng.choice([3, 1, 2], size=s, p=[0.5, 0.25, 0.25])
-        gain = np.where(weak, 0.5, 1.0)
-        d_vv = rng.choice([-1.0, 1.0], s) * rng.uniform(2.0, 5.0, s) * gain
-        # Vegetation loss mostly lowers VH (less volume scattering); debris can raise it.
-        d_vh = np.where(rng.random(s) < 0.7, -rng.uniform(1.5, 5.0, s), rng.uniform(1.5, 3.5, s))
-        d_vh = d_vh * gain
-        for o, bit in ((0, 1), (1, 2)):
-            on = (seen & bit) > 0
-            _scatter_add(change[2 * o], img, slot, masks * _col(d_vv * on))
-            _scatter_add(change[2 * o + 1], img, slot, masks * _col(d_vh * on))
-        np.bitwise_or.at(orbits, img, seen)
-        _scatter_max(scar_mask, img, slot, masks)
-        scar_area = (scar_mask > 0.5).sum(axis=(1, 2)).astype(np.float32)
+def _count_objects(scene: _Scene, rng: np.random.Generator) -> None:
+    """How many landslide scars, bare scars and fields each patch holds."""
+    size = scene.size
+    scene.n_scars = np.where(scene.positive, rng.choice([1, 2, 3], size=size, p=[0.5, 0.3, 0.2]), 0)
+    scene.n_bare = np.where(scene.hard_kind == _BARE, rng.choice([1, 2, 3], size=size, p=[0.5, 0.3, 0.2]), 0)
+    scene.n_fields = np.where(scene.has_fields, rng.integers(1, 4, size), 0)
+    scene.scar_area = np.zeros(size, np.float32)
+    scene.scar_mask = np.zeros((size, _N, _N), np.float32)
+    scene.orbits = np.zeros(size, np.int64)
 
-    # Bare scars (quarries, old scars, road cuts) and fields: optical look-alikes, no SAR change
-    # except for a harvest on some fields (non-landslide change between the two dates).
-    for counts, is_plot in ((n_bare, False), (n_plots, True)):
-        img, slot = _slots(counts)
-        s = img.size
-        if not s:
-            continue
-        if is_plot:
-            length = rng.uniform(8, 30, s)
-            width = rng.uniform(5, 16, s)
-            angle = np.repeat(rng.uniform(0, np.pi, b), counts)  # fields share a cadastre
-            taper = np.zeros(s)
-        else:
-            # Same size distribution as landslides, but oriented at random (not downslope).
-            length = np.exp(rng.uniform(np.log(8), np.log(45), s))
-            width = np.maximum(1.8, length * rng.uniform(0.25, 0.55, s))
-            angle = rng.uniform(0, 2 * np.pi, s)
-            taper = rng.uniform(0.4, 1.0, s)
-        margin = 4 if is_plot else 8
-        cx, cy = rng.uniform(margin, _N - margin, s), rng.uniform(margin, _N - margin, s)
-        masks = _shapes(img, cx, cy, angle, length, width, taper, pert)
-        m = np.zeros((b, _N, _N), np.float32)
-        _scatter_max(m, img, slot, masks * _col(rng.uniform(0.6, 1.0, s)))
-        # Bare scars are the same rock/soil as landslides; fields are browner, some still green.
-        spec = _bare_spectrum(rng, b, (0.08, 0.20) if is_plot else (0.12, 0.24),
-                              (0.20, 0.34) if is_plot else (0.18, 0.30))
-        for c in range(4):
-            opt[c] = opt[c] * (1.0 - m) + m * _col(spec[:, c])
-        vv = vv - 3.0 * m  # bare ground backscatters less than vegetation, on both dates
-        vh = vh - 5.0 * m
-        if is_plot:
-            harvest = np.where(rng.random(s) < 0.3, rng.uniform(-3.0, -1.0, s), 0.0)
-            ch = np.zeros((b, _N, _N), np.float32)
-            _scatter_add(ch, img, slot, masks * _col(harvest))
-            orbit = rng.integers(0, 2, b)
-            for o in range(2):
-                change[2 * o] += ch * _col(orbit == o)
-                change[2 * o + 1] += 1.3 * ch * _col(orbit == o)
 
-    # Water: a lake (high end of the feature field) and/or a meandering river.
-    wm = np.zeros((b, _N, _N), np.float32)
-    idx = np.flatnonzero(has_water)
+def _paint(optical: list[np.ndarray], mask: np.ndarray, spectrum: np.ndarray) -> list[np.ndarray]:
+    """Optical bands where ``mask`` (patch, 64, 64) blends in a per-patch ``spectrum`` (patch, 4)."""
+    return [optical[c] * (1.0 - mask) + mask * _col(spectrum[:, c]) for c in range(4)]
+
+
+def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
+    """Scars on positives: fresh soil/rock replaces vegetation, backscatter changes (one or both orbits)."""
+    patch, slot = _slots(scene.n_scars)
+    count = patch.size
+    if not count:
+        return
+    size = scene.size
+    weak = rng.random(count) < 0.25
+    length = np.where(weak, np.exp(rng.uniform(np.log(5), np.log(14), count)),
+                      np.exp(rng.uniform(np.log(12), np.log(45), count)))
+    cx, cy = rng.uniform(8, _N - 8, count), rng.uniform(8, _N - 8, count)
+    ix, iy = np.clip(cx.astype(int), 0, _N - 1), np.clip(cy.astype(int), 0, _N - 1)
+    # Landslides run downslope: orient the scar along -grad(h) at its centre, plus noise.
+    angle = np.arctan2(-scene.slope_y[patch, iy, ix], -scene.slope_x[patch, iy, ix]) + rng.normal(0.0, 0.4, count)
+    width = np.maximum(1.8, length * rng.uniform(0.25, 0.5, count))
+    masks = _shapes(patch, cx, cy, angle, length, width, rng.uniform(0.4, 1.0, count), scene.outline_noise)
+    strength = np.where(weak, rng.uniform(0.25, 0.55, count), rng.uniform(0.6, 1.0, count))
+    soil_cover = np.zeros((size, _N, _N), np.float32)
+    _scatter_max(soil_cover, patch, slot, masks * _col(strength))
+    scene.optical = _paint(scene.optical, soil_cover, _bare_spectrum(rng, size, (0.12, 0.24), (0.18, 0.30)))
+    # SAR: visible in both orbits, only descending or only ascending (shadow, layover).
+    seen = rng.choice([3, 1, 2], size=count, p=[0.5, 0.25, 0.25])
+    gain = np.where(weak, 0.5, 1.0)
+    change_vv = rng.choice([-1.0, 1.0], count) * rng.uniform(2.0, 5.0, count) * gain
+    # Vegetation loss mostly lowers VH (less volume scattering); debris can raise it.
+    change_vh = np.where(rng.random(count) < 0.7, -rng.uniform(1.5, 5.0, count), rng.uniform(1.5, 3.5, count))
+    change_vh = change_vh * gain
+    for orbit, bit in ((0, 1), (1, 2)):
+        on = (seen & bit) > 0
+        _scatter_add(scene.change[2 * orbit], patch, slot, masks * _col(change_vv * on))
+        _scatter_add(scene.change[2 * orbit + 1], patch, slot, masks * _col(change_vh * on))
+    np.bitwise_or.at(scene.orbits, patch, seen)
+    _scatter_max(scene.scar_mask, patch, slot, masks)
+    scene.scar_area = (scene.scar_mask > 0.5).sum(axis=(1, 2)).astype(np.float32)
+
+
+def _bare_ground(scene: _Scene, rng: np.random.Generator, *, fields: bool) -> None:
+    """Bare scars (quarries, old scars, road cuts; ``fields`` False) or fields: optical look-alikes.
+
+    No SAR change, except a harvest on some fields (a non-landslide change between the dates).
+    """
+    counts = scene.n_fields if fields else scene.n_bare
+    patch, slot = _slots(counts)
+    count = patch.size
+    if not count:
+        return
+    size = scene.size
+    if fields:
+        length = rng.uniform(8, 30, count)
+        width = rng.uniform(5, 16, count)
+        angle = np.repeat(rng.uniform(0, np.pi, size), counts)  # fields share a cadastre
+        taper = np.zeros(count)
+    else:
+        # Same size distribution as landslides, but oriented at random (not downslope).
+        length = np.exp(rng.uniform(np.log(8), np.log(45), count))
+        width = np.maximum(1.8, length * rng.uniform(0.25, 0.55, count))
+        angle = rng.uniform(0, 2 * np.pi, count)
+        taper = rng.uniform(0.4, 1.0, count)
+    margin = 4 if fields else 8
+    cx, cy = rng.uniform(margin, _N - margin, count), rng.uniform(margin, _N - margin, count)
+    masks = _shapes(patch, cx, cy, angle, length, width, taper, scene.outline_noise)
+    cover = np.zeros((size, _N, _N), np.float32)
+    _scatter_max(cover, patch, slot, masks * _col(rng.uniform(0.6, 1.0, count)))
+    # Bare scars are the same rock/soil as landslides; fields are browner, some still green.
+    spectrum = _bare_spectrum(rng, size, (0.08, 0.20) if fields else (0.12, 0.24),
+                              (0.20, 0.34) if fields else (0.18, 0.30))
+    scene.optical = _paint(scene.optical, cover, spectrum)
+    scene.vv = scene.vv - 3.0 * cover  # bare ground backscatters less than vegetation, on both dates
+    scene.vh = scene.vh - 5.0 * cover
+    if fields:
+        harvest = np.where(rng.random(count) < 0.3, rng.uniform(-3.0, -1.0, count), 0.0)
+        harvested = np.zeros((size, _N, _N), np.float32)
+        _scatter_add(harvested, patch, slot, masks * _col(harvest))
+        orbit = rng.integers(0, 2, size)
+        for o in range(2):
+            scene.change[2 * o] += harvested * _col(orbit == o)
+            scene.change[2 * o + 1] += 1.3 * harvested * _col(orbit == o)
+
+
+def _water(scene: _Scene, rng: np.random.Generator) -> None:
+    """A lake (high end of the feature field) and/or a meandering river: dark NIR, low backscatter."""
+    size = scene.size
+    water = np.zeros((size, _N, _N), np.float32)
+    idx = np.flatnonzero(scene.has_water)
     if idx.size:
         k = idx.size
         lake = rng.random(k) < 0.5
-        thr = scipy.special.ndtri(1.0 - rng.uniform(0.05, 0.3, k)).astype(np.float32)
-        lake_m = np.clip((featf[idx] - _col(thr)) * 3.0, 0.0, 1.0) * _col(lake)
+        level = scipy.special.ndtri(1.0 - rng.uniform(0.05, 0.3, k)).astype(np.float32)
+        lake_mask = np.clip((scene.feature_field[idx] - _col(level)) * 3.0, 0.0, 1.0) * _col(lake)
         theta = rng.uniform(0, np.pi, k)
         xc, yc = _XX - _N / 2, _YY - _N / 2
         along = xc * _col(np.cos(theta)) + yc * _col(np.sin(theta))
         across = yc * _col(np.cos(theta)) - xc * _col(np.sin(theta)) - _col(rng.uniform(-24, 24, k))
         meander = _col(rng.uniform(2, 8, k)) * np.sin(2 * np.pi * along / _col(rng.uniform(25, 70, k)))
         river = np.clip(_col(rng.uniform(1.5, 5, k)) - np.abs(across - meander) + 0.5, 0.0, 1.0)
-        wm[idx] = np.maximum(lake_m, river * _col(~lake))
-    wspec = _WATER + np.stack([rng.uniform(0, 0.04, b)] * 2 + [np.zeros(b)] * 2, axis=1)  # turbid
-    for c in range(4):
-        opt[c] = opt[c] * (1.0 - wm) + wm * _col(wspec[:, c])
-    vv = vv * (1.0 - wm) + wm * _col(rng.normal(-21.0, 1.5, b))
-    vh = vh * (1.0 - wm) + wm * _col(rng.normal(-28.0, 1.5, b))
-    opaque = np.maximum(opaque, wm)
+        water[idx] = np.maximum(lake_mask, river * _col(~lake))
+    turbid = rng.uniform(0, 0.04, size)  # suspended sediment brightens red and green
+    spectrum = _WATER + np.stack([turbid, turbid, np.zeros(size), np.zeros(size)], axis=1)
+    scene.optical = _paint(scene.optical, water, spectrum)
+    scene.vv = scene.vv * (1.0 - water) + water * _col(rng.normal(-21.0, 1.5, size))
+    scene.vh = scene.vh * (1.0 - water) + water * _col(rng.normal(-28.0, 1.5, size))
+    scene.opaque = np.maximum(scene.opaque, water)
+    scene.water = water
 
-    # Towns: the low end of the feature field; bright, textured, strong double-bounce points.
-    um = np.zeros((b, _N, _N), np.float32)
-    idx = np.flatnonzero(has_urban)
+
+def _towns(scene: _Scene, rng: np.random.Generator) -> None:
+    """Towns (low end of the feature field): bright, textured, strong double-bounce points.
+
+    Some "urban" hard negatives get construction: small bright SAR changes, not landslides.
+    """
+    size = scene.size
+    town = np.zeros((size, _N, _N), np.float32)
+    idx = np.flatnonzero(scene.has_town)
     if idx.size:
-        thr = scipy.special.ndtri(1.0 - rng.uniform(0.1, 0.6, idx.size)).astype(np.float32)
-        um[idx] = np.clip((-featf[idx] - _col(thr)) * 3.0, 0.0, 1.0)
-        m = um[idx]
-        roofs = 0.06 * np.abs(tex[idx])
+        level = scipy.special.ndtri(1.0 - rng.uniform(0.1, 0.6, idx.size)).astype(np.float32)
+        town[idx] = np.clip((-scene.feature_field[idx] - _col(level)) * 3.0, 0.0, 1.0)
+        mask = town[idx]
+        roofs = 0.06 * np.abs(scene.texture[idx])
         for c in range(4):
-            opt[c][idx] = opt[c][idx] * (1.0 - m) + m * (_URBAN[c] + roofs)
+            scene.optical[c][idx] = scene.optical[c][idx] * (1.0 - mask) + mask * (_URBAN[c] + roofs)
         # ~3 % of town pixels are corner reflectors 6-14 dB brighter, on both dates.
         points = np.where(rng.random((idx.size, _N, _N), dtype=np.float32) < 0.03,
                           _col(rng.uniform(6.0, 14.0, idx.size)), np.float32(0.0))
-        urban_vv = -3.0 + 3.0 * sartex[idx] + points
-        vv[idx] = vv[idx] * (1.0 - m) + m * urban_vv
-        vh[idx] = vh[idx] * (1.0 - m) + m * (urban_vv - 7.0)
-        opaque[idx] = np.maximum(opaque[idx], m)
-    # Construction in some towns: small bright changes, not landslides.
-    build = (kind == 3) & (u() < 0.5)
-    if build.any():
-        blocks = ((tex > 1.6) & (um > 0.5)).astype(np.float32) * _col(build * rng.uniform(1.5, 3.5, b))
-        change[0] += blocks
-        change[2] += blocks
-        change[1] += 0.7 * blocks
-        change[3] += 0.7 * blocks
+        urban_vv = -3.0 + 3.0 * scene.sar_texture[idx] + points
+        scene.vv[idx] = scene.vv[idx] * (1.0 - mask) + mask * urban_vv
+        scene.vh[idx] = scene.vh[idx] * (1.0 - mask) + mask * (urban_vv - 7.0)
+        scene.opaque[idx] = np.maximum(scene.opaque[idx], mask)
+    scene.town = town
+    construction = (scene.hard_kind == _URBAN_KIND) & (rng.random(size) < 0.5)
+    if construction.any():
+        blocks = ((scene.texture > 1.6) & (town > 0.5)).astype(np.float32) * _col(
+            construction * rng.uniform(1.5, 3.5, size))
+        scene.change[0] += blocks
+        scene.change[2] += blocks
+        scene.change[1] += 0.7 * blocks
+        scene.change[3] += 0.7 * blocks
 
-    # Non-landslide SAR change: a few small blobs (vehicles, crops, soil works) on "noise" patches.
-    n_blobs = np.where(kind == 4, rng.integers(2, 7, b), 0)
-    img, slot = _slots(n_blobs)
-    s = img.size
-    if s:
-        r2 = _col(rng.uniform(1.5, 3.5, s) ** 2)
-        blob = np.exp(-((_XX - _col(rng.uniform(0, _N, s))) ** 2 + (_YY - _col(rng.uniform(0, _N, s))) ** 2)
-                      / (2.0 * r2)).astype(np.float32)
-        amp = rng.choice([-1.0, 1.0], s) * rng.uniform(1.0, 2.5, s)
-        orbit = rng.integers(0, 2, s)
-        for o in range(2):
-            _scatter_add(change[2 * o], img, slot, blob * _col(amp * (orbit == o)))
-            _scatter_add(change[2 * o + 1], img, slot, blob * _col(0.7 * amp * (orbit == o)))
 
-    # --- illumination ------------------------------------------------------------------------
-    az = np.deg2rad(140.0 + 20.0 * shift)  # sun azimuth from north; test scenes another date
-    sun_x, sun_y = np.float32(np.sin(az)), np.float32(-np.cos(az))
-    # Slopes facing the sun are brighter; water is flat.
-    shade = np.clip(1.0 + 0.22 * _col(relief) * (gx * sun_x + gy * sun_y) * (1.0 - wm), 0.45, 1.6)
-    texmul = 1.0 + 0.05 * tex
+def _change_blobs(scene: _Scene, rng: np.random.Generator) -> None:
+    """Non-landslide SAR change on "noise" patches: a few small blobs (vehicles, crops, soil works)."""
+    n_blobs = np.where(scene.hard_kind == _NOISE, rng.integers(2, 7, scene.size), 0)
+    patch, slot = _slots(n_blobs)
+    count = patch.size
+    if not count:
+        return
+    radius2 = _col(rng.uniform(1.5, 3.5, count) ** 2)
+    blob = np.exp(-((_XX - _col(rng.uniform(0, _N, count))) ** 2 + (_YY - _col(rng.uniform(0, _N, count))) ** 2)
+                  / (2.0 * radius2)).astype(np.float32)
+    amplitude = rng.choice([-1.0, 1.0], count) * rng.uniform(1.0, 2.5, count)
+    orbit = rng.integers(0, 2, count)
+    for o in range(2):
+        _scatter_add(scene.change[2 * o], patch, slot, blob * _col(amplitude * (orbit == o)))
+        _scatter_add(scene.change[2 * o + 1], patch, slot, blob * _col(0.7 * amplitude * (orbit == o)))
+
+
+def _sun_azimuth(shift: float) -> float:
+    """Sun azimuth (radians from north); test scenes were taken on another date."""
+    return float(np.deg2rad(140.0 + 20.0 * shift))
+
+
+def _illuminate(scene: _Scene) -> None:
+    """Terrain shading for the sun direction (slopes facing the sun are brighter; water is flat)."""
+    azimuth = _sun_azimuth(scene.shift)
+    sun_x, sun_y = np.float32(np.sin(azimuth)), np.float32(-np.cos(azimuth))
+    facing = scene.slope_x * sun_x + scene.slope_y * sun_y
+    shade = np.clip(1.0 + _SHADING * _col(scene.relief) * facing * (1.0 - scene.water), *_SHADE_RANGE)
+    texture = 1.0 + 0.05 * scene.texture
+    scene.optical = [band * shade * texture for band in scene.optical]
+
+
+def _haze(scene: _Scene, rng: np.random.Generator) -> None:
+    """Aerosol path reflectance of each scene, added over the ground (clouds lie above it)."""
+    path = rng.uniform(*_HAZE_BLUE, scene.size).astype(np.float32)[:, None] * _HAZE_SPECTRUM
+    scene.optical = [band + _col(path[:, c]) for c, band in enumerate(scene.optical)]
+
+
+def _clouds(scene: _Scene, rng: np.random.Generator) -> None:
+    """Opaque clouds with displaced shadows, or semi-transparent haze, over the optics only."""
+    scene.cloud_cover = np.zeros(scene.size, np.float32)
+    idx = np.flatnonzero(scene.cloudy)
+    if not idx.size:
+        return
+    k = idx.size
+    azimuth = _sun_azimuth(scene.shift)
+    thick = rng.random(k) < _THICK_CLOUDS
+    # Shadows fall 4-10 px away from the sun (direction to the sun: sin az, -cos az).
+    offset = -rng.uniform(4.0, 10.0, (k, 1)) * np.array([[np.sin(azimuth), -np.cos(azimuth)]])
+    cloud, shadow_field = _smooth_fields(rng, rng.uniform(4.0, 10.0, k), shift=offset)
+    level = scipy.special.ndtri(1.0 - rng.uniform(0.35, 0.995, k)).astype(np.float32)
+    sharpness = _col(rng.uniform(1.5, 4.0, k))
+    alpha_thick = np.clip((cloud - _col(level)) * sharpness, 0.0, 1.0)
+    alpha_thin = _col(rng.uniform(0.25, 0.7, k)) / (1.0 + np.exp(-2.0 * (cloud + 1.0)))
+    alpha = np.where(_col(thick), alpha_thick, alpha_thin).astype(np.float32)
+    shadow = np.clip((shadow_field - _col(level)) * sharpness, 0.0, 1.0) * _col(thick * rng.uniform(0.4, 0.7, k))
+    brightness = _col(rng.uniform(*_CLOUD_BRIGHTNESS, k)) * (1.0 + 0.06 * cloud)
     for c in range(4):
-        opt[c] = opt[c] * shade * texmul
+        ground = scene.optical[c][idx] * (1.0 - shadow)
+        scene.optical[c][idx] = ground * (1.0 - alpha) + alpha * brightness * _CLOUD_TINT[c]
+    scene.cloud_cover[idx] = alpha.mean(axis=(1, 2))
 
-    # --- clouds (optics only) ----------------------------------------------------------------
-    cover = np.zeros(b, np.float32)
-    idx = np.flatnonzero(cloudy)
-    if idx.size:
-        k = idx.size
-        thick = rng.random(k) < 0.65
-        # Shadows fall 4-10 px away from the sun (direction to the sun: sin az, -cos az).
-        offset = -rng.uniform(4.0, 10.0, (k, 1)) * np.array([[np.sin(az), -np.cos(az)]])
-        cf, cs = _smooth_fields(rng, rng.uniform(4.0, 10.0, k), shift=offset)
-        thr = scipy.special.ndtri(1.0 - rng.uniform(0.35, 0.995, k)).astype(np.float32)
-        sharp = _col(rng.uniform(1.5, 4.0, k))
-        a_thick = np.clip((cf - _col(thr)) * sharp, 0.0, 1.0)
-        a_thin = _col(rng.uniform(0.25, 0.7, k)) / (1.0 + np.exp(-2.0 * (cf + 1.0)))
-        alpha = np.where(_col(thick), a_thick, a_thin).astype(np.float32)
-        shadow = np.clip((cs - _col(thr)) * sharp, 0.0, 1.0) * _col(thick * rng.uniform(0.4, 0.7, k))
-        bright = _col(rng.uniform(0.35, 0.75, k)) * (1.0 + 0.06 * cf)
-        for c in range(4):
-            ground = opt[c][idx] * (1.0 - shadow)
-            opt[c][idx] = ground * (1.0 - alpha) + alpha * bright * _CLOUD_TINT[c]
-        cover[idx] = alpha.mean(axis=(1, 2))
 
-    # --- optical sensor: region gain/offset, per-scene jitter, noise ---------------------------
-    gain = (1.0 + shift * _SHIFT_GAIN) * (1.0 + 0.04 * _normal(rng, (b, 4)))
-    off = shift * _SHIFT_OFFSET + 0.004 * _normal(rng, (b, 4))
+def _optical_sensor(scene: _Scene, rng: np.random.Generator) -> list[np.ndarray]:
+    """Measured R, G, B, NIR: region gain/offset, per-scene calibration jitter, sensor noise."""
+    size = scene.size
+    gain = (1.0 + scene.shift * _SHIFT_GAIN) * (1.0 + 0.04 * _normal(rng, (size, 4)))
+    offset = scene.shift * _SHIFT_OFFSET + 0.004 * _normal(rng, (size, 4))
+    bands = []
+    for c in range(4):
+        noise = _normal(rng, (size, _N, _N))
+        bands.append(scene.optical[c] * _col(gain[:, c]) + _col(offset[:, c]) + 0.004 * noise)
+    return bands
+
+
+_DB_TO_LN = np.float32(np.log(10.0) / 10.0)  # dB -> natural log of power (np.log10 is slower)
+_FLOOR_POWER = np.float32(10.0 ** (_FLOOR_DB / 10.0))
+
+
+def _measured_db(sigma0_db: np.ndarray, speckle: np.ndarray, nesz_db: float) -> np.ndarray:
+    """Backscatter (dB) one scene measures: speckled signal plus noise, minus the mean noise.
+
+    Thermal-noise removal leaves zero or negative power where the target is near the noise
+    floor and the speckle draw is low; such pixels are stored at ``_FLOOR_DB``.
+    """
+    noise = np.float32(10.0 ** (nesz_db / 10.0))
+    power = np.exp(sigma0_db * _DB_TO_LN)
+    power += noise
+    power *= speckle
+    power -= noise
+    np.maximum(power, _FLOOR_POWER, out=power)
+    np.log(power, out=power)
+    power /= _DB_TO_LN
+    return power
+
+
+def _sar(scene: _Scene, rng: np.random.Generator) -> list[np.ndarray]:
+    """Both orbits' post-event VV, VH and post - pre differences, in the Zindi band order.
+
+    Radar topography has opposite signs in the two orbits. The pre-event scene sees the same
+    ground without the change, a scene-wide seasonal offset and a soil-moisture change; both
+    dates carry their own speckle and noise, so the differences hold both dates' speckle too.
+    """
+    size = scene.size
+    noisy = np.flatnonzero(scene.noisy)
     bands: list[np.ndarray] = []
-    for c in range(4):
-        noise = _normal(rng, (b, _N, _N))
-        bands.append(opt[c] * _col(gain[:, c]) + _col(off[:, c]) + 0.004 * noise)
+    for o, name in enumerate(("desc", "asc")):
+        orbit = _ORBITS[name]
+        look_x, look_y = orbit.look
+        facing = _col(scene.relief) * (scene.slope_x * look_x + scene.slope_y * look_y)
+        topography = 6.0 * np.tanh(4.0 * facing / 6.0) * (1.0 - scene.opaque)  # foreshortening saturates
+        shadow = (facing < -orbit.shadow) & (scene.opaque < 0.5)  # water and towns are flat
+        moisture = _col(rng.normal(0.0, 0.3, size) + np.where(
+            scene.hard_kind == _NOISE, rng.choice([-1.0, 1.0], size) * rng.uniform(0.8, 2.2, size), 0.0))
+        moisture_field = (scene.moisture_desc if o == 0 else scene.moisture_asc) * np.float32(0.3) + 1.0
+        post_vv_vh: list[np.ndarray] = []
+        diff_vv_vh: list[np.ndarray] = []
+        for p, ground in enumerate((scene.vv, scene.vh)):
+            speckle_post = _speckle(rng, (size, _N, _N), orbit.looks)
+            if noisy.size:
+                speckle_post[noisy] = _speckle(rng, (noisy.size, _N, _N), _LOOKS_NOISY)
+            speckle_pre = _speckle(rng, (size, _N, _N), orbit.looks)
+            moisture_change = moisture * moisture_field * (1.0 if p == 0 else 0.7)
+            change = scene.change[2 * o + p]
+            sigma0_post = ground + topography + change + scene.shift * _SHIFT_SAR_DB
+            sigma0_pre = (sigma0_post - change - moisture_change - orbit.season_db[p]
+                          - scene.shift * _SHIFT_DIFF_DB)
+            post = _measured_db(sigma0_post, speckle_post, orbit.nesz_db)
+            pre = _measured_db(sigma0_pre, speckle_pre, orbit.nesz_db)
+            post[shadow] = pre[shadow] = _FLOOR_DB
+            post_vv_vh.append(post)
+            diff_vv_vh.append(post - pre)
+        bands.extend(post_vv_vh + diff_vv_vh)  # Zindi: VV, VH, diff VV, diff VH per orbit
+    return bands
 
-    # --- SAR: two orbits, post image and post - pre difference ------------------------------
-    looks_noisy = np.flatnonzero(noisy)
-    for o, orbit in enumerate(("desc", "asc")):
-        lx, ly = _LOOK[orbit]
-        topo = 4.0 * _col(relief) * (gx * lx + gy * ly)
-        topo = 6.0 * np.tanh(topo / 6.0) * (1.0 - opaque)  # foreshortening saturates
-        moist = _col(rng.normal(0.0, 0.3, b) + np.where(kind == 4, rng.choice([-1.0, 1.0], b)
-                                                        * rng.uniform(0.8, 2.2, b), 0.0))
-        moist_field = (moist_d if o == 0 else moist_a) * np.float32(0.3) + 1.0
-        for p, base in enumerate((vv, vh)):
-            sp_post = _speckle(rng, (b, _N, _N), _LOOKS_POST)
-            if looks_noisy.size:
-                sp_post[looks_noisy] = _speckle(rng, (looks_noisy.size, _N, _N), _LOOKS_NOISY)
-            sp_pre = _speckle(rng, (b, _N, _N), _LOOKS_PRE)
-            pol_moist = moist * moist_field * (1.0 if p == 0 else 0.7)
-            post = base + topo + change[2 * o + p] + sp_post + shift * _SHIFT_SAR_DB
-            diff = change[2 * o + p] + pol_moist + sp_post - sp_pre + shift * _SHIFT_DIFF_DB
-            bands.extend([post, diff])
-    # bands: R G B NIR, then per orbit [VV post, VV diff, VH post, VH diff] -> reorder to Zindi.
-    r, g, bl, nir, dvv, ddvv, dvh, ddvh, avv, advv, avh, advh = bands
-    stack = [r, g, bl, nir, dvv, dvh, ddvv, ddvh, avv, avh, advv, advh]
 
-    # --- heavy-tailed outliers -----------------------------------------------------------------
-    idx = np.flatnonzero(outlier)
+def _outliers(scene: _Scene, bands: list[np.ndarray], rng: np.random.Generator) -> None:
+    """Heavy-tailed outliers on a few patches: saturated optics, bright transients, no-data borders."""
+    idx = np.flatnonzero(scene.outlier)
     for i, what in zip(idx, rng.integers(0, 3, idx.size)):
         if what == 0:  # saturated / specular optical pixels
             hit = rng.random((_N, _N)) < rng.uniform(0.005, 0.03)
             level = 0.8 + 0.5 * np.abs(rng.standard_t(1.5, (_N, _N)))
             for c in range(4):
-                stack[c][i][hit] = np.minimum(level[hit], 2.0)
+                bands[c][i][hit] = np.minimum(level[hit], _MAX_REFLECTANCE)
         elif what == 1:  # transient bright targets in one post-event SAR image
             hit = rng.random((_N, _N)) < rng.uniform(0.003, 0.01)
             jump = rng.uniform(10.0, 25.0, (_N, _N))[hit]
-            base = 4 if rng.random() < 0.5 else 8
-            for j in (base, base + 1, base + 2, base + 3):  # post VV, VH and their diffs
-                stack[j][i][hit] += jump
-        else:  # Sentinel-1 border noise: a strip of near-noise-floor backscatter
-            w = int(rng.integers(3, 13))
-            cols = slice(0, w) if rng.random() < 0.5 else slice(_N - w, _N)
-            base = 4 if rng.random() < 0.5 else 8
-            for j in (base, base + 1):
-                floor = rng.normal(-35.0, 2.0, (_N, w)).astype(np.float32)
-                stack[j + 2][i][:, cols] += floor - stack[j][i][:, cols]
-                stack[j][i][:, cols] = floor
+            first = 4 if rng.random() < 0.5 else 8
+            for j in (first, first + 1, first + 2, first + 3):  # post VV, VH and their diffs
+                bands[j][i][hit] += jump
+        else:  # Sentinel-1 scene border: a strip without data in one post-event image
+            width = int(rng.integers(3, 13))
+            cols = slice(0, width) if rng.random() < 0.5 else slice(_N - width, _N)
+            first = 4 if rng.random() < 0.5 else 8
+            for j in (first, first + 1):  # post VV, VH; their diffs become floor - pre
+                bands[j + 2][i][:, cols] += _FLOOR_DB - bands[j][i][:, cols]
+                bands[j][i][:, cols] = _FLOOR_DB
 
-    images = np.stack(stack, axis=-1)
-    np.clip(images[..., :4], 0.0, 2.0, out=images[..., :4])
-    np.clip(images[..., 4:], -50.0, 50.0, out=images[..., 4:])
+
+def _generate_batch(
+    labels: np.ndarray, region: Region, rng: np.random.Generator, params: SynthesizeParams
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Images (b, 64, 64, 12) for the given labels, and per-patch latent variables."""
+    scene = _draw_scene(labels, region, rng, params)
+    _land_cover(scene, rng)
+    _count_objects(scene, rng)
+    _landslides(scene, rng)
+    _bare_ground(scene, rng, fields=False)
+    _bare_ground(scene, rng, fields=True)
+    _water(scene, rng)
+    _towns(scene, rng)
+    _change_blobs(scene, rng)
+    _illuminate(scene)
+    _haze(scene, rng)
+    _clouds(scene, rng)
+    bands = _optical_sensor(scene, rng) + _sar(scene, rng)
+    _outliers(scene, bands, rng)
+
+    images = _archive_values(bands)
     meta = {
-        "cloudy": cloudy,
-        "cloud_cover": cover,
-        "hard_kind": kind.astype(np.int8),
-        "n_scars": n_slides.astype(np.int8),
-        "scar_area": scar_area,
-        "orbits": orbits.astype(np.int8),
-        "outlier": outlier,
-        "scar_mask": scar_mask > 0.5,
+        "cloudy": scene.cloudy,
+        "cloud_cover": scene.cloud_cover,
+        "hard_kind": scene.hard_kind.astype(np.int8),
+        "n_scars": scene.n_scars.astype(np.int8),
+        "scar_area": scene.scar_area,
+        "orbits": scene.orbits.astype(np.int8),
+        "outlier": scene.outlier,
+        "scar_mask": scene.scar_mask > 0.5,
     }
-    return images.astype(np.float32, copy=False), meta
+    return images, meta
+
+
+def _archive_values(bands: list[np.ndarray]) -> np.ndarray:
+    """Images (b, 64, 64, 12) as the archive stores them: Sentinel-2 digital numbers, dB.
+
+    Reflectance becomes whole digital numbers (x OPTICAL_SCALE, as Sentinel-2 products store
+    them); SAR bands keep the floor of no-data pixels and a generous ceiling. float32 holds
+    these values exactly; the files store them as float64, like the real ones.
+    """
+    for optical in bands[:4]:
+        np.clip(optical, 0.0, _MAX_REFLECTANCE, out=optical)
+        optical *= np.float32(OPTICAL_SCALE)
+        np.rint(optical, out=optical)
+    for orbit in (4, 8):  # post VV, VH, then diff VV, VH
+        for post in bands[orbit : orbit + 2]:
+            np.clip(post, _FLOOR_DB, _MAX_DB, out=post)
+        for diff in bands[orbit + 2 : orbit + 4]:
+            np.clip(diff, _FLOOR_DB - _MAX_DB, _MAX_DB - _FLOOR_DB, out=diff)
+    return np.stack(bands, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,7 +834,9 @@ def generate_split(
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Generate one split in memory (n * 197 kB: use for small n; ``write_dataset`` streams).
 
-    Returns images float32 (n, 64, 64, 12) HWC in ``bands.RAW_BANDS`` order and labels int64
+    Returns images float32 (n, 64, 64, 12) HWC in ``bands.RAW_BANDS`` order, the values the
+    files hold (optical in Sentinel-2 digital numbers, SAR in dB; exact in float32, the files
+    store them as float64), and labels int64
     (n,) with exactly round(prior * n) ones in shuffled order. ``region`` is "train" or "test"
     (the latter applies ``params.region_shift``). With ``return_meta`` also returns per-patch
     latent variables: cloudy, cloud_cover (mean opacity), hard_kind (index into HARD_KINDS),
@@ -638,11 +877,11 @@ def make_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def _write_chunk(task: tuple[np.ndarray, list[str], Region, np.random.Generator, SynthesizeParams, str]) -> int:
-    """Generate one chunk and save each patch as ``{folder}/{ID}.npy`` (worker entry point)."""
+    """Generate one chunk and save each patch as float64 ``{folder}/{ID}.npy`` (worker entry point)."""
     labels, ids, region, rng, params, folder = task
     images, _ = _generate_batch(labels, region, rng, params)
     for image, name in zip(images, ids):
-        np.save(os.path.join(folder, f"{name}.npy"), image, allow_pickle=False)
+        np.save(os.path.join(folder, f"{name}.npy"), image.astype(np.float64), allow_pickle=False)
     return len(ids)
 
 
@@ -659,27 +898,43 @@ def _write_csv(path: Path, header: str, rows: list[str]) -> None:
     path.write_text(header + "\n" + "".join(row + "\n" for row in rows))
 
 
-def write_dataset(out_dir: Path, params: SynthesizeParams, *, workers: int | None = None) -> None:
-    """Write the Zindi layout into ``out_dir`` (an existing, empty folder).
+def listed_test_rows(test_ids: list[str], rng: np.random.Generator, duplicate: bool) -> list[str]:
+    """Rows of Test.csv: each test ID once, in order; with ``duplicate`` one ID listed twice.
 
-    Files: Train.csv (ID,label), Test.csv (ID), SampleSubmission.csv (ID,Target, all 0),
-    test_labels.csv (ID,label: the answers, for scoring only), train_data/{ID}.npy and
-    test_data/{ID}.npy (float32 64x64x12, HWC). Chunks are generated and written by
+    The repeat sits in adjacent rows at a random position, as the real Test.csv lists ID_Q2Q7VF
+    at rows 62 and 63 (5,398 rows, 5,397 distinct IDs and .npy files).
+    """
+    if not duplicate or not test_ids:
+        return list(test_ids)
+    row = int(rng.integers(0, len(test_ids)))
+    return test_ids[: row + 1] + test_ids[row:]
+
+
+def write_dataset(out_dir: Path, params: SynthesizeParams, *, workers: int | None = None) -> None:
+    """Write the Zindi layout, as the real archive unpacks, into ``out_dir`` (existing, empty).
+
+    Files: Train.csv (ID,label), Test.csv (ID; ``n_test`` rows, one ID listed twice with
+    ``duplicate_test_id``), SampleSubmission.csv (ID,Target, all 0, the rows of Test.csv),
+    test_labels.csv (ID,label, one row per distinct test ID: the answers, for scoring only),
+    train_data/train_data/{ID}.npy and test_data/test_data/{ID}.npy (float64 64x64x12, HWC,
+    optical bands in Sentinel-2 digital numbers, SAR in dB). Chunks are generated and written by
     ``workers`` processes (default: the usable cores); the bytes do not depend on it.
     """
     params.validate()
     out_dir = Path(out_dir)
-    root = np.random.SeedSequence(params.seed)
-    ids_seq = root.spawn(3)[0]
-    ids = make_ids(np.random.default_rng(ids_seq), params.n_train + params.n_test)
+    n_test_patches = params.n_test - int(params.duplicate_test_id)
+    ids_rng = np.random.default_rng(np.random.SeedSequence(params.seed).spawn(3)[0])
+    ids = make_ids(ids_rng, params.n_train + n_test_patches)
+    train_ids, test_ids = ids[: params.n_train], ids[params.n_train :]
+    test_rows = listed_test_rows(test_ids, ids_rng, params.duplicate_test_id)
     splits = {
-        "train": (params.n_train, params.train_prior, ids[: params.n_train]),
-        "test": (params.n_test, params.test_prior, ids[params.n_train :]),
+        "train": (params.n_train, params.train_prior, train_ids),
+        "test": (n_test_patches, params.test_prior, test_ids),
     }
     tasks = []
     labels_of: dict[str, np.ndarray] = {}
     for split, (n, prior, split_ids) in splits.items():
-        folder = out_dir / f"{split}_data"
+        folder = out_dir / f"{split}_data" / f"{split}_data"  # nested, as the archive unpacks
         folder.mkdir(parents=True, exist_ok=True)
         labels, rngs = _plan(n, prior, split_rng(params.seed, split))  # type: ignore[arg-type]
         labels_of[split] = labels
@@ -699,20 +954,19 @@ def write_dataset(out_dir: Path, params: SynthesizeParams, *, workers: int | Non
             for _ in pool.map(_write_chunk, tasks):
                 pass
 
-    train_ids, test_ids = splits["train"][2], splits["test"][2]
-    _write_csv(out_dir / "Train.csv", "ID,label",
-               [f"{i},{y}" for i, y in zip(train_ids, labels_of["train"])])
-    _write_csv(out_dir / "Test.csv", "ID", list(test_ids))
-    _write_csv(out_dir / "SampleSubmission.csv", "ID,Target", [f"{i},0" for i in test_ids])
-    _write_csv(out_dir / "test_labels.csv", "ID,label",
-               [f"{i},{y}" for i, y in zip(test_ids, labels_of["test"])])
+    _write_csv(out_dir / "Train.csv", "ID,label", [f"{i},{y}" for i, y in zip(train_ids, labels_of["train"])])
+    _write_csv(out_dir / "Test.csv", "ID", test_rows)
+    _write_csv(out_dir / "SampleSubmission.csv", "ID,Target", [f"{i},0" for i in test_rows])
+    _write_csv(out_dir / "test_labels.csv", "ID,label", [f"{i},{y}" for i, y in zip(test_ids, labels_of["test"])])
 
 
 __all__ = [
     "CHUNK",
     "HARD_KINDS",
+    "OPTICAL_SCALE",
     "SynthesizeParams",
     "generate_split",
+    "listed_test_rows",
     "make_ids",
     "split_rng",
     "default_workers",

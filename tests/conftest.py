@@ -35,13 +35,13 @@ def make_zindi(
     answers: bool = True,
     sample: bool = True,
     sample_header: tuple[str, str] = ("ID", "Target"),
-    optical_scale: float = 1.0,
+    optical_scale: float = 10000.0,
     repeat_test: int | None = None,
 ) -> dict[str, object]:
     """A small dataset in the Zindi layout; landslides carry a bright NIR-drop square.
 
-    Optical bands are reflectance times ``optical_scale`` (10000: digital numbers, as the real
-    files). ``nested``: train_data/train_data/ and test_data/test_data/, as the real archive.
+    Optical bands are reflectance times ``optical_scale`` (default 10000: Sentinel-2 digital
+    numbers, as the real files and params.yaml's data.optical_scale; 1: reflectance). ``nested``: train_data/train_data/ and test_data/test_data/, as the real archive.
     ``repeat_test=k``: test ID k is listed twice (adjacent rows) in Test.csv and in the sample
     file, as the real Test.csv lists ID_Q2Q7VF; its .npy exists once.
     """

@@ -70,7 +70,7 @@ def test_run_normalize_writes_splits(tmp_path: Path, channels: int, method: str)
     root = tmp_path / "zindi"
     info = make_zindi(root, n_train=20, n_test=6, n_pos=6)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams(method, channels), FoldsParams(3, 0), out / "train.h5", out / "test.h5", out / "answers.csv", optical_scale=1.0)
+    run_normalize(root, NormalizeParams(method, channels), FoldsParams(3, 0), out / "train.h5", out / "test.h5", out / "answers.csv", optical_scale=10000.0)
     with h5py.File(out / "train.h5") as h5:
         images = h5["images"][()]
         assert images.shape == (20, channels, 64, 64) and images.dtype == np.float32
@@ -79,10 +79,11 @@ def test_run_normalize_writes_splits(tmp_path: Path, channels: int, method: str)
         assert sorted(np.unique(h5["fold"][()])) == [0, 1, 2]
         assert list(h5.attrs["channels"]) == channel_names(channels)
         assert h5.attrs["method"] == method
-        assert h5.attrs["optical_scale"] == 1.0
+        assert h5.attrs["optical_scale"] == 10000.0
         center, scale = h5.attrs["center"], h5.attrs["scale"]
-        # the stored statistics reproduce the stored images from the raw patches
-        raw = info["arrays"][info["train_ids"][0]].transpose(2, 0, 1)
+        # the stored statistics reproduce the stored images from the raw patches (optics as reflectance)
+        raw = info["arrays"][info["train_ids"][0]].transpose(2, 0, 1).astype(np.float64)
+        raw[:4] /= 10000.0
         np.testing.assert_allclose(images[0, :12], (raw - center[:12, None, None]) / scale[:12, None, None], atol=1e-4)
     with h5py.File(out / "test.h5") as h5:
         assert h5["images"].shape == (6, channels, 64, 64)
@@ -105,7 +106,7 @@ def test_statistics_come_from_training_images_only(tmp_path: Path) -> None:
         patch[..., 4:] += 100.0
         np.save(path, patch)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=1.0)
+    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=10000.0)
     with h5py.File(out / "a.h5") as train, h5py.File(out / "b.h5") as test:
         assert abs(train["images"][()].mean()) < 0.05
         assert test["images"][:, 4:].mean() > 10
@@ -115,7 +116,7 @@ def test_dataset_without_answers_gives_header_only(tmp_path: Path) -> None:
     root = tmp_path / "zindi"
     info = make_zindi(root, answers=False, sample=False)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=1.0)
+    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=10000.0)
     assert (out / "c.csv").read_text() == "ID,label\n"
     with h5py.File(out / "b.h5") as h5:
         assert [s.decode() for s in h5["submission_ids"][()]] == info["test_ids"]  # Test.csv's order

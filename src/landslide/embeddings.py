@@ -2,7 +2,9 @@
 
 For fold k's model: its training images (originals outside fold k, then fold k's SMOTE
 images), its validation fold, and the test set. Written to data/embeddings/fold_{k}.h5 with
-one group per part (features, prob, ids, and labels where known).
+one group per part (features, prob, ids, and labels where known). With ``embed.tta`` > 1 the
+probabilities and features are means over that many dihedral views of each image
+(landslide.inference), as `landslide predict` computes them with the bundle.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from landslide.checkpoint import load_checkpoint, load_fold_model
 from landslide.errors import DataError
 from landslide.folds import fold_data
 from landslide.h5data import Part, Split, load_synthetic, write_parts
-from landslide.inference import Device, predict, prepare_model, select_device
+from landslide.inference import TTA_VIEWS, Device, predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
 
@@ -28,9 +30,11 @@ class EmbedParams:
 
     batch_size: int
     device: Device
+    tta: int  # dihedral views averaged per patch: 1 (none), 4 (flips) or 8 (flips and rotations)
 
     def validate(self) -> None:
         require(self.batch_size >= 1, f"embed.batch_size={self.batch_size} must be >= 1")
+        require(self.tta in TTA_VIEWS, f"embed.tta={self.tta} must be 1, 4 or 8 (dihedral views per patch)")
 
 
 def fold_parts(
@@ -61,7 +65,7 @@ def extract_fold(
     for name, (images, ids, labels, flags) in fold_parts(train, test, fold, smote_path).items():
         prob, features = predict(
             model, images, int(meta["dim"]), device, params.batch_size,
-            with_features=True, progress=f"embeddings fold {fold} {name}",
+            with_features=True, progress=f"embeddings fold {fold} {name}", tta=params.tta,
         )
         assert features is not None
         parts[name] = Part(features=features.astype(np.float32), prob=prob, ids=ids, labels=labels, synthetic=flags)

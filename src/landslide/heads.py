@@ -71,10 +71,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def fit_predict(head: Head, params: HeadParams, train: Part, others: list[Part]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Fit ``head`` on ``train`` and score it and every part in ``others``."""
+def fit_model(head: Head, params: HeadParams, train: Part) -> Any:
+    """The fitted svm (StandardScaler + SVC pipeline) or lgbm (LGBMClassifier) head; None for fc."""
     if head == "fc":
-        return train.prob, [p.prob for p in others]
+        return None
     assert train.labels is not None
     if len(np.unique(train.labels)) < 2:
         raise DataError("a fold's training embeddings hold a single class; a head needs both classes")
@@ -84,15 +84,35 @@ def fit_predict(head: Head, params: HeadParams, train: Part, others: list[Part])
         from sklearn.svm import SVC
 
         model = make_pipeline(StandardScaler(), SVC(kernel=params.kernel, C=params.C, gamma=params.gamma))
-        model.fit(train.features, train.labels)
-        return _sigmoid(model.decision_function(train.features)), [_sigmoid(model.decision_function(p.features)) for p in others]
+        return model.fit(train.features, train.labels)
     from lightgbm import LGBMClassifier
 
     model = LGBMClassifier(**{**params.lgbm, **_LGBM_FIXED, "random_state": params.seed})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # feature-name warnings on numpy input
-        model.fit(train.features, train.labels)
-        return model.predict_proba(train.features)[:, 1], [model.predict_proba(p.features)[:, 1] for p in others]
+        return model.fit(train.features, train.labels)
+
+
+def score_svm(decision: np.ndarray) -> np.ndarray:
+    """The svm head's score from SVC's decision function (0.5 at the decision boundary)."""
+    return _sigmoid(decision)
+
+
+def model_scores(head: Head, model: Any, part: Part) -> np.ndarray:
+    """Scores of a fitted head (``fit_model``) on one part's embeddings."""
+    if head == "fc":
+        return part.prob
+    if head == "svm":
+        return score_svm(model.decision_function(part.features))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return model.predict_proba(part.features)[:, 1]
+
+
+def fit_predict(head: Head, params: HeadParams, train: Part, others: list[Part]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Fit ``head`` on ``train`` and score it and every part in ``others``."""
+    model = fit_model(head, params, train)
+    return model_scores(head, model, train), [model_scores(head, model, p) for p in others]
 
 
 @dataclass

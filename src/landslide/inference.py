@@ -7,6 +7,11 @@ Device choice (``train.device``, ``embed.device``, ``explain.device``): ``auto``
 one), ``cpu``, ``cuda``, or ``cuda:auto``: a GPU that no other process of this project holds. A
 ``cuda:auto`` process takes an exclusive ``flock`` on a per-GPU lock file and keeps it until it
 exits, so `dvc queue start -j N` on an N-GPU machine puts each running stage on its own GPU.
+
+Test-time augmentation (``embed.tta``, and the bundle's ``tta`` in `landslide predict`): the
+probabilities and pooled features are averaged over 1, 4 or 8 dihedral views of each patch
+(4: identity, horizontal flip, vertical flip, 180-degree rotation; 8: all flips and 90-degree
+rotations). A patch has no preferred orientation, so the views are equally valid inputs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from landslide.errors import ParamError
 from landslide.model import embed, resize_input
 
 Device = Literal["auto", "cpu", "cuda", "cuda:auto"]
+TTA_VIEWS = (1, 4, 8)
 
 LOCK_DIR_ENV = "LANDSLIDE_GPU_LOCK_DIR"
 
@@ -158,6 +164,32 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+def dihedral_views(x: torch.Tensor, n_views: int) -> list[torch.Tensor]:
+    """``n_views`` (1, 4 or 8) dihedral transforms of a batch (N, C, H, W), identity first.
+
+    4: identity, horizontal flip, vertical flip, 180-degree rotation (a closed group, so the mean
+    over the views of a flipped patch is the mean over the views of the patch). 8: the four
+    rotations of the patch and of its horizontal flip.
+    """
+    if n_views not in TTA_VIEWS:
+        raise ParamError(f"tta={n_views} is not a number of dihedral views; use 1, 4 or 8")
+    if n_views == 1:
+        return [x]
+    h_flip = torch.flip(x, dims=(-1,))
+    if n_views == 4:
+        return [x, h_flip, torch.flip(x, dims=(-2,)), torch.rot90(x, 2, dims=(-2, -1))]
+    return [torch.rot90(v, k, dims=(-2, -1)) for v in (x, h_flip) for k in range(4)]
+
+
+def view_mean(per_view: torch.Tensor, n_views: int) -> torch.Tensor:
+    """Mean over the views of outputs stacked view-major ((V * N, ...) -> (N, ...)), in float64 and then
+    back to float32, so the order of the views cannot change the result beyond float32 rounding."""
+    if n_views == 1:
+        return per_view
+    stacked = per_view.reshape(n_views, -1, *per_view.shape[1:]).double()
+    return stacked.mean(dim=0).to(per_view.dtype)
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -168,19 +200,28 @@ def predict(
     *,
     with_features: bool = False,
     progress: str | None = None,
+    tta: int = 1,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Landslide probabilities (N,) from the FC head, and optionally the pooled features (N, D)."""
+    """Landslide probabilities (N,) from the FC head, and optionally the pooled features (N, D).
+
+    ``tta``: views per patch (1, 4 or 8); all views of a batch go through the network as one
+    batch of ``tta * batch_size`` and their probabilities and features are averaged.
+    """
+    if tta not in TTA_VIEWS:
+        raise ParamError(f"tta={tta} is not a number of dihedral views; use 1, 4 or 8")
     model.eval()
     probs, feats = [], []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc=progress, disable=progress is None, leave=False, file=sys.stderr, mininterval=1.0):
         x = images[start : start + batch_size].to(device, non_blocking=True)
+        if tta > 1:
+            x = torch.cat(dihedral_views(x, tta))
         with autocast(device):
             x = resize_input(to_memory_format(x, device), dim)
             features, logits = embed(model, x)
-        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+        probs.append(view_mean(torch.softmax(logits.float(), dim=1)[:, 1], tta).cpu())
         if with_features:
-            feats.append(features.float().cpu())
+            feats.append(view_mean(features.float(), tta).cpu())
     prob = torch.cat(probs).numpy().astype(np.float64) if probs else np.empty(0)
     features_out = torch.cat(feats).numpy() if with_features and feats else None
     return prob, features_out

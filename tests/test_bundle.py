@@ -156,6 +156,16 @@ def test_predict_on_the_zindi_folder_reproduces_the_submission(micro: Path, tmp_
     assert len(expected) == 1 + 13  # the repeated test ID written twice, as the sample file lists it
 
 
+@pytest.mark.slow
+def test_predict_on_the_pipelines_own_test_folder_reproduces_its_submission(built: Path, tmp_path: Path) -> None:
+    from pipeline import run
+
+    out = tmp_path / "submission.csv"
+    result = run(built, sys.executable, "-m", "landslide", "predict", "data/synthetic", "--out", str(out))
+    assert "landslide predict: 30 submission rows" in result.stdout  # MICRO's n_test rows, the repeat included
+    assert out.read_text() == (built / "submissions/submission.csv").read_text()
+
+
 def test_predict_on_a_patch_folder(micro: Path, tmp_path: Path) -> None:
     folder = tmp_path / "patches"
     source = sorted((micro / "data/zindi/test_data").glob("*.npy"))

@@ -72,7 +72,7 @@ def test_head_c_experiment_reruns_only_the_svm_head(built: Path, tmp_path: Path)
     repo = copy_repo(built, tmp_path / "repo")
     result = dvc(repo, "exp", "run", "-S", "head.C=0.5")
     ran = stages_run(result.stdout)
-    assert ran == ["fit_head@svm", "submit"], result.stdout
+    assert ran[0] == "fit_head@svm" and sorted(ran[1:]) == ["export", "submit"], result.stdout  # the bundle's svm too
     for stage in FOLD_STAGES + ["extract_embeddings", "fit_head@fc", "fit_head@lgbm", "explain"]:
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
     diff = dvc(repo, "metrics", "diff", "--json").stdout

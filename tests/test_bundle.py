@@ -352,3 +352,26 @@ def test_a_tampered_bundle_is_a_one_line_error(micro: Path, tmp_path: Path, caps
     assert landslide(["predict", "--bundle", str(bundle), str(micro / "data/zindi"), "--out", str(tmp_path / "o.csv")]) == 1
     err = error_line(capsys.readouterr().err)
     assert "fold_3.skops does not match its sha256" in err
+
+
+def test_predict_scene_bench_runs_small_with_the_micro_bundle(micro: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    figure = tmp_path / "map.png"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench/predict_scene.py"), "--bundle", str(micro / "models/bundle"),
+         "--size", "256", "--stride", "64", "--device", "cpu", "--figure", str(figure), "--workdir", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines() if ": " in line)
+    # 4 x 4 windows at stride 64; those touching the no-data corner (32 px) and its NaN edge are skipped
+    assert lines["windows"].startswith("15 scored of 16 (stride 64")
+    assert "patches/s" in lines["predict"] and "s/km^2 at 10 m pixels (7 km^2)" in lines["predict"]
+    assert float(lines["ratio"]) > 0
+    assert figure.stat().st_size > 10_000
+    import rasterio
+
+    with rasterio.open(tmp_path / "w/map.tif") as dst:
+        prob = dst.read(1)
+    assert np.isnan(prob[0, 0]) and np.isfinite(prob[128:, 128:]).all()

@@ -160,7 +160,7 @@ def open_scene(path: Path):  # noqa: ANN201 - a rasterio dataset
     if src.count != N_RAW_BANDS:
         src.close()
         raise DataError(
-            f"{path} has {src.count} bands, expected {N_RAW_BANDS} in the Zindi order (B, G, R, NIR, ... ADVV); "
+            f"{path} has {src.count} bands, expected {N_RAW_BANDS} in the Zindi order (Red, Green, Blue, NIR, DVV, ..., ADVH); "
             f"stack the bands into one 12-band GeoTIFF"
         )
     bad = [d for d in src.dtypes if str(d).startswith("complex") or np.dtype(d).kind not in "iuf"]
@@ -256,30 +256,36 @@ def windows_geojson(src, windows: list[tuple[int, int, float]], threshold: float
     return collection
 
 
-def predict_scene(
-    bundle: Bundle, scene: Path, out: Path, geojson: Path, stride: int, device: torch.device, batch_size: int
-) -> str:
-    """Probability GeoTIFF (same grid as ``scene``) and GeoJSON of windows at or above the threshold."""
+def write_scene_outputs(src, result: SceneResult, threshold: float, out: Path, geojson: Path) -> int:  # noqa: ANN001
+    """The probability GeoTIFF on ``src``'s grid and the GeoJSON, together (atomically); returns the feature count."""
     import rasterio
 
-    if stride < 1:
-        raise DataError(f"--stride {stride} must be >= 1 pixel")
-    with open_scene(scene) as src:
-        result = score_scene(src, bundle, stride, device, batch_size, str(scene))
-        profile = {
-            "driver": "GTiff", "width": src.width, "height": src.height, "count": 1, "dtype": "float32",
-            "crs": src.crs, "transform": src.transform, "nodata": float("nan"),
-            "compress": "deflate", "tiled": True, "blockxsize": 256, "blockysize": 256,
-        }
-        collection = windows_geojson(src, result.windows, bundle.threshold)
+    profile = {
+        "driver": "GTiff", "width": src.width, "height": src.height, "count": 1, "dtype": "float32",
+        "crs": src.crs, "transform": src.transform, "nodata": float("nan"),
+        "compress": "deflate", "tiled": True, "blockxsize": 256, "blockysize": 256,
+    }
+    collection = windows_geojson(src, result.windows, threshold)
     with atomic_paths(out, geojson) as (tmp_tif, tmp_json):
         with rasterio.open(tmp_tif, "w", **profile) as dst:
             dst.write(result.probability, 1)
             dst.set_band_description(1, "landslide probability (mean over overlapping windows)")
         tmp_json.write_text(json.dumps(collection) + "\n")
+    return len(collection["features"])
+
+
+def predict_scene(
+    bundle: Bundle, scene: Path, out: Path, geojson: Path, stride: int, device: torch.device, batch_size: int
+) -> str:
+    """Probability GeoTIFF (same grid as ``scene``) and GeoJSON of windows at or above the threshold."""
+    if stride < 1:
+        raise DataError(f"--stride {stride} must be >= 1 pixel")
+    with open_scene(scene) as src:
+        result = score_scene(src, bundle, stride, device, batch_size, str(scene))
+        n_above = write_scene_outputs(src, result, bundle.threshold, out, geojson)
     return (
         f"{len(result.windows)} of {result.n_windows} windows scored (the rest touch no-data), "
-        f"{len(collection['features'])} at or above {bundle.threshold:.3f} -> {out}, {geojson}"
+        f"{n_above} at or above {bundle.threshold:.3f} -> {out}, {geojson}"
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT, make_zindi
-from helpers import write_params
+from helpers import files_under, run_stage_script, write_params
 
 from landslide.bundle import MANIFEST, bundle_parts_scores, load_bundle, sha256_file
 from landslide.checkpoint import write_checkpoint
@@ -135,6 +135,20 @@ def test_bundle_heads_give_fit_heads_scores_on_the_same_embeddings(micro: Path, 
     with h5py.File(micro / f"data/heads/{head}.h5") as h5:
         assert np.array_equal(bundle_parts_scores(bundle, tests), h5["test/score"][()])
         assert bundle.threshold == float(h5.attrs["threshold"])
+
+
+def test_export_refuses_heads_that_do_not_reproduce_fit_head(
+    micro: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = Path(shutil.copytree(micro, tmp_path / "repo", symlinks=True))
+    shutil.rmtree(repo / "models/bundle")
+    with h5py.File(repo / "data/heads/svm.h5", "r+") as h5:
+        h5["test/fold_scores"][0, 2] = np.nextafter(h5["test/fold_scores"][0, 2], 2.0)  # one ulp off
+    before = files_under(repo)
+    code, err = run_stage_script("export", repo, monkeypatch, capsys)
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert "export: error: the svm head refitted for fold 2 and saved does not reproduce data/heads/svm.h5 exactly" in err
+    assert files_under(repo) == before  # no bundle, no partial folder
 
 
 def test_bundle_networks_reproduce_the_embeddings_stage(micro: Path) -> None:
@@ -354,6 +368,7 @@ def test_a_tampered_bundle_is_a_one_line_error(micro: Path, tmp_path: Path, caps
     assert "fold_3.skops does not match its sha256" in err
 
 
+@pytest.mark.slow  # a subprocess that imports the stack and scores a scene twice
 def test_predict_scene_bench_runs_small_with_the_micro_bundle(micro: Path, tmp_path: Path) -> None:
     import subprocess
 

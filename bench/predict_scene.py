@@ -35,15 +35,21 @@ NODATA = -9999.0
 
 
 def synthetic_scene(size: int, seed: int) -> np.ndarray:
-    """(12, size, size) float32: a mosaic of synthetic test patches, with a no-data top-left corner."""
+    """(12, size, size) float32: a mosaic of synthetic test patches, with a no-data top-left corner.
+
+    Generated one row of tiles at a time, so the scene is the only full-size array in memory.
+    """
     tiles = -(-size // PATCH_SIZE)
     params = SynthesizeParams(
-        n_train=0, n_test=tiles * tiles, seed=seed, train_prior=0.176, test_prior=0.11, cloud_fraction=0.5,
+        n_train=1, n_test=tiles, seed=seed, train_prior=0.176, test_prior=0.11, cloud_fraction=0.5,
         hard_negative_fraction=0.5, region_shift=1.0, duplicate_test_id=False,
     )
-    images, _ = generate_split(tiles * tiles, params.test_prior, "test", np.random.default_rng(seed), params)
-    mosaic = images.reshape(tiles, tiles, PATCH_SIZE, PATCH_SIZE, N_RAW_BANDS).transpose(4, 0, 2, 1, 3)
-    scene = np.ascontiguousarray(mosaic.reshape(N_RAW_BANDS, tiles * PATCH_SIZE, tiles * PATCH_SIZE)[:, :size, :size])
+    scene = np.empty((N_RAW_BANDS, size, size), np.float32)
+    for row, rng in enumerate(np.random.default_rng(seed).spawn(tiles)):
+        images, _ = generate_split(tiles, params.test_prior, "test", rng, params)  # (tiles, 64, 64, 12)
+        strip = images.transpose(3, 1, 0, 2).reshape(N_RAW_BANDS, PATCH_SIZE, tiles * PATCH_SIZE)
+        top = row * PATCH_SIZE
+        scene[:, top : top + PATCH_SIZE] = strip[:, : size - top, :size]
     corner = size // 8  # outside the swath: nodata value, and a NaN strip along its edge
     rows, cols = np.ogrid[:size, :size]
     scene[:, rows + cols < corner] = NODATA

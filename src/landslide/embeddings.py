@@ -20,6 +20,7 @@ from landslide.h5data import Part, Split, load_synthetic, write_parts
 from landslide.inference import Device, predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
+from landslide.runtime import use_threads
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,11 @@ class EmbedParams:
 
     batch_size: int
     device: Device
+    threads: int = 2  # CPU intra-op threads (results depend on it); 0: torch's default
 
     def validate(self) -> None:
         require(self.batch_size >= 1, f"embed.batch_size={self.batch_size} must be >= 1")
+        require(self.threads >= 0, f"embed.threads={self.threads} must be >= 0 (0: torch's default)")
 
 
 def fold_parts(
@@ -51,6 +54,7 @@ def extract_fold(
 ) -> dict[str, Part]:
     """Run fold ``fold``'s model over its train/val/test parts."""
     device = select_device(params.device, "embed.device")
+    use_threads(params.threads)
     model, meta = load_fold_model(model_path)
     if list(meta["channels"]) != list(train.channels):
         raise DataError(f"{model_path} was trained on other channels than train.h5; rerun `dvc repro`")

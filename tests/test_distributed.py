@@ -40,13 +40,13 @@ DIGEST_ENVIRONMENT = ("2.14.1+cu130", "AVX2")
 
 
 def tiny_run(epochs: int = 2):
-    """test_train's tiny fold on one thread (as the digest was recorded)."""
+    """test_train's tiny fold on one thread (train.threads=1, as the digest was recorded)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
         split = tiny_split()
         data = fold_data(split, synthetic_for(split, 0), 0)
-        return train_fold(data, MODEL, AUGMENT, dataclasses.replace(TRAIN, epochs=epochs), 0, progress=False)
+        params = dataclasses.replace(TRAIN, epochs=epochs, threads=1)
+        return train_fold(data, MODEL, AUGMENT, params, 0, progress=False)
     finally:
         torch.set_num_threads(threads)
 

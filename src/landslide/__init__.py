@@ -20,14 +20,18 @@ from importlib import metadata
 # numpy's AVX-512 dispatch targets, by numpy's names for them (numpy 2.4 renamed them after the
 # x86-64 microarchitecture levels). Disabling them leaves numpy on its AVX2 (X86_V3) kernels.
 NUMPY_AVX512_TARGETS_2_4 = "X86_V4 AVX512_ICL AVX512_SPR"
-NUMPY_AVX512_TARGETS_2_0 = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+NUMPY_AVX512_TARGETS_2_0 = (
+    "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+)
 
 # The torch stack: ATen's own vectorised kernels, oneDNN's convolutions and MKL's BLAS each pick an
-# ISA at load time; OpenBLAS (numpy's and scipy's BLAS) picks a core type.
+# ISA at load time; OpenBLAS (numpy's and scipy's BLAS) picks a core type. Each is capped at what an
+# AVX2 machine runs natively. (Not MKL_CBWR=AVX2: MKL's "conditional numerical reproducibility" mode
+# takes other code paths, and its training results differ from an AVX2 machine's.)
 TORCH_AND_BLAS_PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "MKL_CBWR": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
     "OPENBLAS_CORETYPE": "Haswell",
 }
 

@@ -225,3 +225,32 @@ def test_data_stages_give_the_same_bytes_on_one_and_two_threads(tmp_path: Path) 
     two = run_data_stages(make_repo(tmp_path / "two"), threads=2)
     assert {"data/normalized/train.h5", "data/smote/synthetic.h5", "data/synthetic/Train.csv"} <= set(one)
     assert {path for path in one if one[path] != two.get(path)} == set()
+
+
+# ------------------------------------------------------------------------------------------
+# Training: the bytes follow train.threads, not the machine's thread settings
+# ------------------------------------------------------------------------------------------
+TINY_TRAINING = """
+import landslide
+import dataclasses, sys
+sys.path.insert(0, sys.argv[1])
+import test_distributed as t
+from landslide.folds import fold_data
+from landslide.train import train_fold
+
+split = t.tiny_split()
+params = dataclasses.replace(t.TRAIN, epochs=1, threads=int(sys.argv[2]))
+print(t.digest(train_fold(fold_data(split, t.synthetic_for(split, 0), 0), t.MODEL, t.AUGMENT, params, 0, progress=False)))
+"""
+
+
+@pytest.mark.slow
+def test_training_bytes_follow_train_threads_not_omp_num_threads() -> None:
+    tests = str(REPO_ROOT / "tests")
+
+    def digest(omp: str, threads: int) -> str:
+        return python(TINY_TRAINING, {**without_pins(), "OMP_NUM_THREADS": omp}, tests, str(threads)).strip()
+
+    two = digest("1", 2)
+    assert digest("2", 2) == two  # OMP_NUM_THREADS is overridden by the parameter
+    assert digest("2", 1) != two  # ... which does matter: sums split between threads round differently

@@ -96,6 +96,18 @@ def test_user_settings_win_and_the_pins_can_be_switched_off() -> None:
     assert set(off.values()) == {None}
 
 
+def test_no_pins_without_avx2(monkeypatch) -> None:
+    # an AVX2 cap means nothing there, and OpenBLAS forced to Haswell kernels would fault
+    for name in PIN_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(landslide, "cpu_has_avx2", lambda: False)
+    landslide.pin_cpu_code_paths()
+    assert [name for name in PIN_NAMES if name in os.environ] == []
+    monkeypatch.setattr(landslide, "cpu_has_avx2", lambda: True)
+    landslide.pin_cpu_code_paths()
+    assert {name: os.environ[name] for name in PIN_NAMES} == landslide.cpu_pins()
+
+
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 
 

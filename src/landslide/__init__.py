@@ -8,12 +8,14 @@ under AVX-512 give other last bits than under AVX2, so the synthetic stand-in's 
 stage after it, changed between machines. Each library reads its setting once, when it loads, so
 this runs before numpy or torch is imported: every stage script imports ``landslide`` first.
 
-A variable the user already set wins; ``LANDSLIDE_PIN_CPU=0`` sets none of them.
+A variable the user already set wins; ``LANDSLIDE_PIN_CPU=0`` sets none of them, and neither does a
+CPU without AVX2 (or not x86-64), where the caps could not hold and OpenBLAS would fault.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import warnings
 from importlib import metadata
 
@@ -50,9 +52,21 @@ def cpu_pins() -> dict[str, str]:
     return {"NPY_DISABLE_CPU_FEATURES": numpy_avx512_targets(), **TORCH_AND_BLAS_PINS}
 
 
+def cpu_has_avx2() -> bool:
+    """x86-64 with AVX2 (the CPU flags Linux reports; other systems on x86-64 are taken at their word)."""
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        return False
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        return True
+    return "avx2" in flags.split()
+
+
 def pin_cpu_code_paths() -> None:
     """Set the pins in this process's environment (inherited by its children), unless disabled."""
-    if os.environ.get("LANDSLIDE_PIN_CPU", "1") == "0":
+    if os.environ.get("LANDSLIDE_PIN_CPU", "1") == "0" or not cpu_has_avx2():
         return
     for name, value in cpu_pins().items():
         os.environ.setdefault(name, value)

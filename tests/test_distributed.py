@@ -33,8 +33,9 @@ from landslide.params import parse_section
 from landslide.train import TrainParams, run_config, train_fold
 
 # sha256 of the weights and validation probabilities of the tiny run below, recorded with the code
-# before train.nproc existed (torch 2.14.1+cu130, AVX2 CPU, 1 thread). Floating-point results may
-# legitimately differ on another CPU or torch build, so elsewhere the comparison is skipped.
+# before train.nproc existed (torch 2.14.1+cu130, AVX2 CPU, 1 thread). AVX-512 CPUs reproduce it
+# under landslide's CPU pins (they report AVX2). Floating-point results may legitimately differ on
+# another torch build or ISA, so elsewhere the comparison is skipped.
 SINGLE_PROCESS_DIGEST = "bc94cdf7314820d64388a1fb2cc85ebdeee40ea2a76c3d7b51faa6155714cd01"
 DIGEST_ENVIRONMENT = ("2.14.1+cu130", "AVX2")
 

@@ -30,7 +30,7 @@ from landslide.h5data import load_split
 from landslide.inference import predict
 from landslide.metrics import f1
 from landslide.params import parse_section
-from landslide.train import TrainParams, run_config, train_fold
+from landslide.train import TrainParams, rank_share, run_config, train_fold
 
 # sha256 of the weights and validation probabilities of the tiny run below, recorded with the code
 # before train.nproc existed (torch 2.14.1+cu130, AVX2 CPU, 1 thread). AVX-512 CPUs reproduce it
@@ -125,6 +125,13 @@ def test_ranks_come_from_torchrun_and_must_match_train_nproc(monkeypatch) -> Non
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     with pytest.raises(ParamError, match="one machine"):
         Ranks.from_env(2)
+
+
+def test_train_threads_are_shared_between_the_ranks() -> None:
+    # 2 ranks on the default train.threads=2 run 1 thread each, not 2 + 2 on 2 cores
+    assert [rank_share(2, n) for n in (1, 2, 3)] == [2, 1, 1]
+    assert rank_share(8, 2) == 4
+    assert rank_share(0, 2) == 0  # automatic: Ranks.connect shares the cores
 
 
 def test_rank_threads_share_the_cores(monkeypatch) -> None:

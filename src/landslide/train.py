@@ -57,7 +57,7 @@ class TrainParams:
     resume: bool  # continue a killed run from its last completed epoch
     device: Device
     nproc: int = 1  # data-parallel processes (torchrun); the global batch is split between them
-    threads: int = 2  # CPU intra-op threads per process (results depend on it); 0: torch's default (cores / nproc)
+    threads: int = 2  # CPU intra-op threads of the fold, split between its nproc processes (results depend on it); 0: cores / nproc
 
     def validate(self) -> None:
         require(self.epochs >= 1, f"train.epochs={self.epochs} must be >= 1")
@@ -79,6 +79,11 @@ class TrainParams:
             f"train.batch_size={self.batch_size} does not split into train.nproc={self.nproc} even per-process "
             f"batches (MixUp/CutMix); use a multiple of {2 * self.nproc}",
         )
+
+
+def rank_share(threads: int, nproc: int) -> int:
+    """Each rank's intra-op threads: the fold's ``train.threads`` split evenly (0 stays 0: automatic)."""
+    return max(1, threads // nproc) if threads else 0
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams) -> Any | None:
@@ -235,7 +240,7 @@ def train_fold(
     """
     device = select_device(params.device, "train.device", rank=ranks.local_rank)
     ranks.connect(device)
-    use_threads(params.threads)
+    use_threads(rank_share(params.threads, params.nproc))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     keep_freed_memory()

@@ -18,6 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+# First: the pipeline's CPU code paths (README, Reliability) are what is measured.
+import landslide  # noqa: F401
+
+# isort: split
 import torch
 
 from landslide.augment import AugmentParams, BatchAugment

@@ -6,6 +6,10 @@ import csv
 import os
 from pathlib import Path
 
+# Before numpy and torch load, so that the tests run on the pinned CPU code paths (README, Reliability).
+import landslide  # noqa: F401
+
+# isort: split
 import numpy as np
 import pytest
 

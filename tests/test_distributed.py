@@ -30,23 +30,24 @@ from landslide.h5data import load_split
 from landslide.inference import predict
 from landslide.metrics import f1
 from landslide.params import parse_section
-from landslide.train import TrainParams, run_config, train_fold
+from landslide.train import TrainParams, rank_share, run_config, train_fold
 
 # sha256 of the weights and validation probabilities of the tiny run below, recorded with the code
-# before train.nproc existed (torch 2.14.1+cu130, AVX2 CPU, 1 thread). Floating-point results may
-# legitimately differ on another CPU or torch build, so elsewhere the comparison is skipped.
+# before train.nproc existed (torch 2.14.1+cu130, AVX2 CPU, 1 thread). AVX-512 CPUs reproduce it
+# under landslide's CPU pins (they report AVX2). Floating-point results may legitimately differ on
+# another torch build or ISA, so elsewhere the comparison is skipped.
 SINGLE_PROCESS_DIGEST = "bc94cdf7314820d64388a1fb2cc85ebdeee40ea2a76c3d7b51faa6155714cd01"
 DIGEST_ENVIRONMENT = ("2.14.1+cu130", "AVX2")
 
 
 def tiny_run(epochs: int = 2):
-    """test_train's tiny fold on one thread (as the digest was recorded)."""
+    """test_train's tiny fold on one thread (train.threads=1, as the digest was recorded)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
         split = tiny_split()
         data = fold_data(split, synthetic_for(split, 0), 0)
-        return train_fold(data, MODEL, AUGMENT, dataclasses.replace(TRAIN, epochs=epochs), 0, progress=False)
+        params = dataclasses.replace(TRAIN, epochs=epochs, threads=1)
+        return train_fold(data, MODEL, AUGMENT, params, 0, progress=False)
     finally:
         torch.set_num_threads(threads)
 
@@ -124,6 +125,13 @@ def test_ranks_come_from_torchrun_and_must_match_train_nproc(monkeypatch) -> Non
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     with pytest.raises(ParamError, match="one machine"):
         Ranks.from_env(2)
+
+
+def test_train_threads_are_shared_between_the_ranks() -> None:
+    # 2 ranks on the default train.threads=2 run 1 thread each, not 2 + 2 on 2 cores
+    assert [rank_share(2, n) for n in (1, 2, 3)] == [2, 1, 1]
+    assert rank_share(8, 2) == 4
+    assert rank_share(0, 2) == 0  # automatic: Ranks.connect shares the cores
 
 
 def test_rank_threads_share_the_cores(monkeypatch) -> None:

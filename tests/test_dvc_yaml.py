@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "landslide"
 # Plumbing that shapes error messages and file handling, never results (see dvc.yaml's header).
 PLUMBING = {"cli", "errors", "io", "params", "paths"}
+# What every stage's bytes depend on besides its own code: the exact package versions and the
+# CPU code-path pins that importing the package sets (README, Reliability).
+EVERY_STAGE = ["requirements.lock", "src/landslide/__init__.py"]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
@@ -45,9 +48,17 @@ def test_stage_declares_every_module_it_runs(stage: str) -> None:
     script = ROOT / "stages" / f"{stage}.py"
     assert f"stages/{stage}.py" in body["deps"]
     used = module_closure(landslide_imports(script)) - PLUMBING
-    declared = {Path(d).stem for d in body["deps"] if str(d).startswith("src/landslide/")}
+    declared = {Path(d).stem for d in body["deps"] if str(d).startswith("src/landslide/")} - {"__init__"}
     assert used - declared == set(), f"{stage}: add these to its deps in dvc.yaml"
     assert declared - used == set(), f"{stage}: declares modules it never imports"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_depends_on_the_lock_and_the_cpu_pins(stage: str) -> None:
+    # a lock refresh or a changed pin must rerun every stage, so that dvc.lock shows its effect
+    deps = STAGES[stage].get("do", STAGES[stage])["deps"]
+    assert [d for d in EVERY_STAGE if d not in deps] == [], f"{stage}: add these to its deps in dvc.yaml"
+    assert all((ROOT / d).is_file() for d in EVERY_STAGE)
 
 
 def test_closure_sees_function_level_imports() -> None:

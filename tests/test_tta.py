@@ -79,4 +79,4 @@ def test_embed_tta_param_is_validated() -> None:
     from landslide.params import parse_section
 
     with pytest.raises(ParamError, match=r"embed.tta=2 must be 1, 4 or 8"):
-        parse_section({"batch_size": 8, "device": "cpu", "tta": 2}, EmbedParams, "embed")
+        parse_section({"batch_size": 8, "device": "cpu", "tta": 2, "threads": 2}, EmbedParams, "embed")

@@ -22,6 +22,7 @@ from landslide.h5data import Part, Split, load_synthetic, write_parts
 from landslide.inference import TTA_VIEWS, Device, predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
+from landslide.runtime import use_threads
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class EmbedParams:
     batch_size: int
     device: Device
     tta: int  # dihedral views averaged per patch: 1 (none), 4 (flips) or 8 (flips and rotations)
+    threads: int = 2  # CPU intra-op threads (results depend on it); 0: torch's default
 
     def validate(self) -> None:
         require(self.batch_size >= 1, f"embed.batch_size={self.batch_size} must be >= 1")
         require(self.tta in TTA_VIEWS, f"embed.tta={self.tta} must be 1, 4 or 8 (dihedral views per patch)")
+        require(self.threads >= 0, f"embed.threads={self.threads} must be >= 0 (0: torch's default)")
 
 
 def fold_parts(
@@ -55,6 +58,7 @@ def extract_fold(
 ) -> dict[str, Part]:
     """Run fold ``fold``'s model over its train/val/test parts."""
     device = select_device(params.device, "embed.device")
+    use_threads(params.threads)
     model, meta = load_fold_model(model_path)
     if list(meta["channels"]) != list(train.channels):
         raise DataError(f"{model_path} was trained on other channels than train.h5; rerun `dvc repro`")

@@ -27,6 +27,7 @@ from landslide.h5data import Split, load_parts
 from landslide.inference import Device, predict, prepare_model, select_device
 from landslide.io import atomic_paths
 from landslide.params import require
+from landslide.runtime import use_threads
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ExplainParams:
     batch_size: int
     device: Device
     seed: int
+    threads: int = 2  # CPU intra-op threads (results depend on it); 0: torch's default
 
     def validate(self) -> None:
         require(self.fold >= 0, f"explain.fold={self.fold} must be >= 0")
@@ -52,6 +54,7 @@ class ExplainParams:
         require(self.svm_C > 0, f"explain.svm_C={self.svm_C} must be > 0")
         require(self.occlusion_max_images >= 0, f"explain.occlusion_max_images={self.occlusion_max_images} must be >= 0")
         require(self.batch_size >= 1, f"explain.batch_size={self.batch_size} must be >= 1")
+        require(self.threads >= 0, f"explain.threads={self.threads} must be >= 0 (0: torch's default)")
 
 
 def band_occlusion(
@@ -75,6 +78,7 @@ def occlusion_importance(
     """Accumulated probability drop per band over all landslide images (each scored out-of-fold)."""
     assert train.labels is not None and train.fold is not None
     device = select_device(params.device, "explain.device")
+    use_threads(params.threads)
     rng = np.random.default_rng(params.seed)
     total_drop = np.zeros(train.n_channels)
     total_drop_vs_one = np.zeros(train.n_channels)  # the paper's variant: original assumed to be 1.0

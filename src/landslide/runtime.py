@@ -1,4 +1,4 @@
-"""Process-wide settings a run depends on: random seeds and the allocator's behaviour."""
+"""Process-wide settings a run depends on: random seeds, torch's thread count and the allocator's behaviour."""
 
 from __future__ import annotations
 
@@ -16,6 +16,23 @@ def seed_everything(*keys: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def use_threads(threads: int) -> None:
+    """Run torch's CPU kernels on exactly ``threads`` intra-op threads (0: leave torch's own choice).
+
+    Convolutions and reductions split their sums between the threads, so the last bits of a CPU
+    run depend on the count (1 and 2 threads differ by up to ~1e-3 in a fold's probabilities): a
+    parameter, not the machine's core count or OMP_NUM_THREADS, must decide it.
+    """
+    if threads == 0:
+        return
+    torch.set_num_threads(threads)
+    try:  # inter-op threads only run independent ops side by side: no effect on results
+        if torch.get_num_interop_threads() != threads:
+            torch.set_num_interop_threads(threads)
+    except RuntimeError:  # settable once per process, before any inter-op work (a second run in-process)
+        pass
 
 
 def keep_freed_memory() -> None:

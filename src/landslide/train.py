@@ -34,7 +34,7 @@ from landslide.metrics import f1, validation_loss
 from landslide.model import ModelParams, create_model, resize_input
 from landslide.params import require
 from landslide.resume import ResumeState, fingerprint
-from landslide.runtime import keep_freed_memory, seed_everything
+from landslide.runtime import keep_freed_memory, seed_everything, use_threads
 
 Schedule = Literal["none", "step", "cosine"]
 
@@ -57,6 +57,7 @@ class TrainParams:
     resume: bool  # continue a killed run from its last completed epoch
     device: Device
     nproc: int = 1  # data-parallel processes (torchrun); the global batch is split between them
+    threads: int = 2  # CPU intra-op threads of the fold, split between its nproc processes (results depend on it); 0: cores / nproc
 
     def validate(self) -> None:
         require(self.epochs >= 1, f"train.epochs={self.epochs} must be >= 1")
@@ -72,11 +73,17 @@ class TrainParams:
         require(self.eval_every >= 1, f"train.eval_every={self.eval_every} must be >= 1")
         require(self.eval_batch_size >= 1, f"train.eval_batch_size={self.eval_batch_size} must be >= 1")
         require(self.nproc >= 1, f"train.nproc={self.nproc} must be >= 1")
+        require(self.threads >= 0, f"train.threads={self.threads} must be >= 0 (0: share the cores)")
         require(
             self.batch_size % (2 * self.nproc) == 0,
             f"train.batch_size={self.batch_size} does not split into train.nproc={self.nproc} even per-process "
             f"batches (MixUp/CutMix); use a multiple of {2 * self.nproc}",
         )
+
+
+def rank_share(threads: int, nproc: int) -> int:
+    """Each rank's intra-op threads: the fold's ``train.threads`` split evenly (0 stays 0: automatic)."""
+    return max(1, threads // nproc) if threads else 0
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams) -> Any | None:
@@ -233,6 +240,7 @@ def train_fold(
     """
     device = select_device(params.device, "train.device", rank=ranks.local_rank)
     ranks.connect(device)
+    use_threads(rank_share(params.threads, params.nproc))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     keep_freed_memory()

@@ -44,6 +44,7 @@ def test_full_pipeline_outputs(built: Path) -> None:
     for k in range(5):
         fold = json.loads((built / f"metrics/train_fold/{k}.json").read_text())
         assert fold["fold"] == k and 0.0 <= fold["best_val_f1"] <= 1.0 and fold["n_train_synthetic"] > 0
+        assert (fold["weights_source"], fold["weights_sha256"]) == ("none", "")  # the demo starts from random weights
         assert (built / f"dvclive/train_fold/{k}/plots/metrics/val/f1.tsv").is_file()
         assert (built / f"models/resume/fold_{k}/complete.json").is_file()
         assert not (built / f"models/resume/fold_{k}/state.pt").exists()  # heavy state dropped when done

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 
 from landslide.augment import AugmentParams
@@ -16,7 +19,7 @@ from landslide.errors import DataError, ParamError
 from landslide.folds import fold_data
 from landslide.h5data import Split, SyntheticSet
 from landslide.inference import predict
-from landslide.model import ModelParams, create_model
+from landslide.model import ModelParams, build_model, create_model, file_sha256
 from landslide.resume import ResumeState
 from landslide.train import TrainParams, learning_rates, train_fold
 
@@ -210,6 +213,73 @@ def test_local_checkpoint_adapts_first_conv(tmp_path: Path) -> None:
     # timm repeats the RGB filters over the 12 channels and rescales by 3/12
     expected = rgb.conv_stem.weight.repeat(1, 4, 1, 1) * 3 / 12
     torch.testing.assert_close(first, expected)
+
+
+def save_rgb_weights(path: Path, backbone: str = "test_efficientnet") -> dict[str, torch.Tensor]:
+    """An ImageNet-layout file: 3-channel stem, 1000-class head, timm's key names."""
+    from safetensors.torch import save_file
+
+    rgb = timm.create_model(backbone, in_chans=3, num_classes=1000)
+    state = {k: v.contiguous() for k, v in rgb.state_dict().items()}
+    save_file(state, str(path))
+    return state
+
+
+def test_weights_provenance_records_source_file_hash_and_stem(tmp_path: Path) -> None:
+    weights = tmp_path / "imagenet.safetensors"
+    state = save_rgb_weights(weights)
+    model, provenance = build_model(dataclasses.replace(MODEL, pretrained=True, checkpoint=str(weights)), 12)
+    assert provenance.source == "model.checkpoint" and provenance.file == str(weights)
+    assert provenance.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest() == file_sha256(weights)
+    assert provenance.stem.startswith("conv_stem: 3->12 channels, timm adapt_input_conv")
+    torch.testing.assert_close(model.conv_stem.weight, state["conv_stem.weight"].repeat(1, 4, 1, 1) * 3 / 12)
+    assert model.get_classifier().out_features == 2
+    meta = provenance.as_meta()
+    assert set(meta) == {"weights_source", "weights_file", "weights_sha256", "weights_stem"}
+    _, random_init = build_model(MODEL, 20)
+    assert random_init.as_meta() == {
+        "weights_source": "none", "weights_file": "", "weights_sha256": "", "weights_stem": "random init, 20 channels"
+    }
+
+
+def test_weights_from_the_hub_cache_are_found_offline_and_recorded(tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    hub_id = timm.models.get_pretrained_cfg("test_efficientnet").hf_hub_id
+    repo = tmp_path / "hub" / ("models--" + hub_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    cached = repo / "snapshots" / ("0" * 40) / "model.safetensors"
+    state = save_rgb_weights(cached)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    model, provenance = build_model(dataclasses.replace(MODEL, pretrained=True), 28)
+    assert provenance.source == "hf-hub-cache" and provenance.file == str(cached)
+    assert provenance.sha256 == file_sha256(cached) and "3->28 channels" in provenance.stem
+    torch.testing.assert_close(model.bn1.weight, state["bn1.weight"])
+
+
+def test_weights_of_another_network_are_refused_naming_key_and_file(tmp_path: Path) -> None:
+    weights = tmp_path / "byobnet.safetensors"
+    save_rgb_weights(weights, backbone="test_byobnet")
+    with pytest.raises(ParamError) as excinfo:
+        create_model(dataclasses.replace(MODEL, pretrained=True, checkpoint=str(weights)), 12)
+    message = str(excinfo.value)
+    assert "\n" not in message and str(weights) in message and "model.backbone=test_efficientnet" in message
+    assert re.search(r"missing key 'conv_stem\.weight' \(\d+ missing\), unexpected key 'stages\.\S+' \(\d+ unexpected\);", message)
+    # one tensor short is refused too (timm alone would load the rest and leave that one random)
+    from safetensors.torch import save_file
+
+    partial = tmp_path / "partial.safetensors"
+    state = save_rgb_weights(tmp_path / "good.safetensors")
+    state.pop("blocks.0.0.bn1.running_var")
+    save_file(state, str(partial))
+    with pytest.raises(ParamError, match=r"partial\.safetensors does not fit .*missing key 'blocks\.0\.0\.bn1\.running_var' \(1 missing\);"):
+        create_model(dataclasses.replace(MODEL, pretrained=True, checkpoint=str(partial)), 12)
+    not_weights = tmp_path / "notes.safetensors"
+    not_weights.write_text("not a weights file")
+    with pytest.raises(ParamError, match="notes.safetensors is not a readable weights file"):
+        create_model(dataclasses.replace(MODEL, pretrained=True, checkpoint=str(not_weights)), 12)
 
 
 def test_bad_train_params() -> None:

@@ -31,7 +31,7 @@ from landslide.folds import FoldData, fold_data
 from landslide.inference import Device, autocast, prepare_model, select_device, to_memory_format
 from landslide.io import atomic_paths
 from landslide.metrics import f1, validation_loss
-from landslide.model import ModelParams, create_model, resize_input
+from landslide.model import ModelParams, WeightsProvenance, build_model, resize_input
 from landslide.params import require
 from landslide.resume import ResumeState, fingerprint
 from landslide.runtime import keep_freed_memory, seed_everything, use_threads
@@ -157,6 +157,7 @@ class FoldResult:
     best_val_f1: float
     train_f1: float
     val_prob: np.ndarray
+    weights: WeightsProvenance  # where the initial weights came from
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -245,7 +246,8 @@ def train_fold(
         torch.backends.cudnn.benchmark = True
     keep_freed_memory()
     seed_everything(params.seed, fold, 0)  # model initialisation; epoch e uses e + 1
-    model = prepare_model(create_model(model_params, in_chans=len(data.channels)), device)
+    network, weights = build_model(model_params, in_chans=len(data.channels))
+    model = prepare_model(network, device)
     # fused Adam: one kernel for all parameters (about 7x faster than the default loop on CPU)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     scheduler = make_scheduler(optimizer, params)
@@ -299,6 +301,7 @@ def train_fold(
         best_val_f1=float(best.f1),
         train_f1=f1(train_labels, (train_prob >= 0.5).astype(np.int8)),
         val_prob=np.asarray(best.val_prob, dtype=np.float64),
+        weights=weights,
         history=history,
     )
 
@@ -382,6 +385,7 @@ def run_train_fold(
         "best_epoch": result.best_epoch,
         "best_val_f1": result.best_val_f1,
         "run_id": run_id,
+        **result.weights.as_meta(),
     }
     metrics = {
         "fold": fold,
@@ -392,6 +396,7 @@ def run_train_fold(
         "n_train_original": data.n_original,
         "n_train_synthetic": len(data.train_images) - data.n_original,
         "n_val": len(data.val_ids),
+        **result.weights.as_meta(),  # `dvc exp show` tells runs apart that differ only in weights
     }
     with atomic_paths(out_model, out_oof, out_metrics) as (tmp_model, tmp_oof, tmp_metrics):
         write_checkpoint(tmp_model, result.state_dict, meta)

@@ -279,7 +279,7 @@ def test_stand_in_is_readable_rescaled_and_deterministic(tmp_path: Path) -> None
     # scars are vegetation loss: B8 - B4 lower on landslide pixels than elsewhere in the same patches
     ndvi_like = train.images[:, 7] - train.images[:, 3]
     on = train.masks.astype(bool)
-    assert ndvi_like[on].mean() < ndvi_like[labels.astype(bool)][:, None].mean() - 0.3
+    assert ndvi_like[on].mean() < ndvi_like[labels.astype(bool)].mean() - 0.3
     assert load_l4s_split(tmp_path / "a", "ValidData", masks_required=False).masks is None  # eval_masks: false
 
 

@@ -133,7 +133,9 @@ def plot_band_importance(rows: list[dict[str, float | str]], path: Path) -> None
     ax.bar(range(len(rows)), values, color=colours)
     ax.set_xticks(range(len(rows)), names, rotation=60 if len(rows) > 12 else 0, fontsize=8)
     ax.set_ylabel("accumulated drop of P(landslide)")
-    ax.set_title("Band occlusion importance (optical: green, SAR: purple, terrain: brown, derived: grey)", fontsize=9)
+    has_terrain = any(band_group(name) == "terrain" for name in names)  # Landslide4Sense: no SAR, slope and DEM
+    legend = "optical: green, terrain: brown, derived: grey" if has_terrain else "optical: green, SAR: purple, derived: grey"
+    ax.set_title(f"Band occlusion importance ({legend})", fontsize=9)
     ax.axhline(0, color="k", linewidth=0.6)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=90)

@@ -1,14 +1,16 @@
-"""DVC stage `normalize`: validate the dataset at data.dir, derive channels, scale, assign folds."""
+"""DVC stage `normalize`: validate the dataset at data.dir (data.format), derive channels, scale, assign folds."""
 
 import sys
 
 from landslide.cli import run_stage
+from landslide.l4s import L4SParams
 from landslide.normalize import (
     DataParams,
     FoldsParams,
     NormalizeParams,
     check_data_dir,
     run_normalize,
+    run_normalize_l4s,
 )
 from landslide.params import get_section, load_params
 from landslide.paths import NORMALIZED_TEST, NORMALIZED_TRAIN, TEST_ANSWERS
@@ -19,10 +21,16 @@ def main() -> None:
     data = get_section(params, DataParams, "data")
     norm = get_section(params, NormalizeParams, "normalize")
     folds = get_section(params, FoldsParams, "folds")
-    result = run_normalize(
-        check_data_dir(data.dir), norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS,
-        optical_scale=data.optical_scale,
-    )
+    if data.format == "l4s":
+        l4s = get_section(params, L4SParams, "l4s")
+        result = run_normalize_l4s(
+            check_data_dir(data.dir), l4s, norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS
+        )
+    else:
+        result = run_normalize(
+            check_data_dir(data.dir), norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS,
+            optical_scale=data.optical_scale,
+        )
     for notice in result.notices:
         print(f"normalize: {notice}", file=sys.stderr)
     rows = f" ({result.n_submission_rows} submission rows)" if result.n_submission_rows != result.n_test else ""

@@ -4,6 +4,7 @@ when its code changes (and only then)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ PLUMBING = {"cli", "errors", "io", "params", "paths"}
 # CPU code-path pins that importing the package sets (README, Reliability).
 EVERY_STAGE = ["requirements.lock", "src/landslide/__init__.py"]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+# The Landslide4Sense pipeline runs in l4s/: its deps name the code as ../stages and ../src.
+L4S_STAGES = yaml.safe_load((ROOT / "l4s" / "dvc.yaml").read_text())["stages"]
 
 
 def landslide_imports(path: Path) -> set[str]:
@@ -59,6 +62,39 @@ def test_stage_depends_on_the_lock_and_the_cpu_pins(stage: str) -> None:
     deps = STAGES[stage].get("do", STAGES[stage])["deps"]
     assert [d for d in EVERY_STAGE if d not in deps] == [], f"{stage}: add these to its deps in dvc.yaml"
     assert all((ROOT / d).is_file() for d in EVERY_STAGE)
+
+
+@pytest.mark.parametrize("stage", sorted(L4S_STAGES))
+def test_l4s_stage_depends_on_the_lock_and_the_cpu_pins(stage: str) -> None:
+    deps = L4S_STAGES[stage].get("do", L4S_STAGES[stage])["deps"]
+    missing = [d for d in EVERY_STAGE if f"../{d}" not in deps]
+    assert missing == [], f"l4s/dvc.yaml {stage}: add these (as ../...) to its deps"
+
+
+@pytest.mark.parametrize("stage", sorted(L4S_STAGES))
+def test_l4s_stage_declares_every_module_it_runs(stage: str) -> None:
+    body = L4S_STAGES[stage].get("do", L4S_STAGES[stage])
+    script_name = re.search(r"python \.\./stages/(\w+)\.py", body["cmd"]).group(1)
+    assert f"../stages/{script_name}.py" in body["deps"]
+    used = module_closure(landslide_imports(ROOT / "stages" / f"{script_name}.py")) - PLUMBING
+    declared = {Path(d).stem for d in body["deps"] if str(d).startswith("../src/landslide/")} - {"__init__"}
+    assert used - declared == set(), f"l4s/dvc.yaml {stage}: add these to its deps"
+    assert declared - used == set(), f"l4s/dvc.yaml {stage}: declares modules it never imports"
+    for dep in body["deps"]:
+        if str(dep).startswith("../"):
+            assert (ROOT / "l4s" / dep).resolve().exists(), f"l4s/dvc.yaml {stage}: {dep} does not exist"
+
+
+def test_l4s_params_cover_every_declared_section() -> None:
+    params = yaml.safe_load((ROOT / "l4s" / "params.yaml").read_text())
+    for name, stage in L4S_STAGES.items():
+        for key in stage.get("do", stage).get("params", []):
+            if "${" in str(key):
+                continue
+            section, *rest = str(key).split(".")
+            assert section in params, f"l4s/dvc.yaml {name} reads {key}, missing in l4s/params.yaml"
+            if rest:
+                assert rest[0] in params[section], f"l4s/dvc.yaml {name} reads {key}, missing in l4s/params.yaml"
 
 
 def test_closure_sees_function_level_imports() -> None:

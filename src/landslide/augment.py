@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
+from landslide.bands import rgb_names
 from landslide.params import require
 
 
@@ -185,8 +186,8 @@ class BatchAugment:
 
     def __init__(self, params: AugmentParams, channels: list[str]) -> None:
         self.params = params
-        names = {name: i for i, name in enumerate(channels)}
-        self.rgb = (names["Red"], names["Green"], names["Blue"]) if {"Red", "Green", "Blue"} <= set(names) else None
+        rgb = rgb_names(channels)  # Zindi: Red, Green, Blue; Landslide4Sense: B4, B3, B2
+        self.rgb = tuple(channels.index(name) for name in rgb) if rgb else None  # type: ignore[assignment]
         self.mixup = make_mixup(params)
         self.noise = NoiseBank()
 

@@ -10,9 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from landslide.bands import band_group, preview_band, rgb_names  # noqa: E402
 from landslide.h5data import Split, SyntheticSet  # noqa: E402
-
-SAR_PREVIEW_BAND = "DDVV"  # descending VV change: where landslide scars show in SAR
 
 
 def _physical(split: Split, images: np.ndarray, names: list[str]) -> np.ndarray:
@@ -52,8 +51,10 @@ def plot_smote_examples(
         samples = synthetic.images[rows]
         stack = np.stack([anchors, neighbours, samples], axis=1)  # (R, 3, C, H, W)
         flat = stack.reshape(-1, *stack.shape[2:])
-        rgb = _physical(train, flat, ["Red", "Green", "Blue"]).reshape(len(rows), 3, 3, *flat.shape[-2:])
-        sar = _physical(train, flat, [SAR_PREVIEW_BAND]).reshape(len(rows), 3, *flat.shape[-2:])
+        preview = preview_band(train.channels)  # Zindi: DDVV, where scars show in SAR; L4S: slope
+        rgb_bands = rgb_names(train.channels) or [train.channels[0]] * 3
+        rgb = _physical(train, flat, rgb_bands).reshape(len(rows), 3, 3, *flat.shape[-2:])
+        sar = _physical(train, flat, [preview]).reshape(len(rows), 3, *flat.shape[-2:])
         rgb_lo, rgb_hi = np.percentile(rgb, [2, 98])
         sar_lo, sar_hi = np.percentile(sar, [2, 98])
         titles = ["anchor", "neighbour", "synthetic"]
@@ -65,7 +66,7 @@ def plot_smote_examples(
                 ax.axis("off")
                 ax = fig.add_subplot(grid[r, 3 + c])
                 ax.imshow(sar[r, c], cmap="gray", vmin=sar_lo, vmax=sar_hi)
-                ax.set_title(f"{titles[c]} {SAR_PREVIEW_BAND}", fontsize=8)
+                ax.set_title(f"{titles[c]} {preview}", fontsize=8)
                 ax.axis("off")
     else:
         ax = fig.add_subplot(grid[0, :])
@@ -126,12 +127,15 @@ def plot_band_importance(rows: list[dict[str, float | str]], path: Path) -> None
     """Fig. 7: accumulated probability drop per occluded band."""
     names = [str(r["band"]) for r in rows]
     values = [float(r["drop_sum"]) for r in rows]
-    colours = ["tab:green" if i < 4 else "tab:purple" if i < 12 else "tab:gray" for i in range(len(rows))]
+    palette = {"optical": "tab:green", "sar": "tab:purple", "terrain": "tab:brown", "derived": "tab:gray"}
+    colours = [palette[band_group(name)] for name in names]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.42 * len(rows)), 3.8))
     ax.bar(range(len(rows)), values, color=colours)
     ax.set_xticks(range(len(rows)), names, rotation=60 if len(rows) > 12 else 0, fontsize=8)
     ax.set_ylabel("accumulated drop of P(landslide)")
-    ax.set_title("Band occlusion importance (optical: green, SAR: purple, derived: grey)", fontsize=9)
+    has_terrain = any(band_group(name) == "terrain" for name in names)  # Landslide4Sense: no SAR, slope and DEM
+    legend = "optical: green, terrain: brown, derived: grey" if has_terrain else "optical: green, SAR: purple, derived: grey"
+    ax.set_title(f"Band occlusion importance ({legend})", fontsize=9)
     ax.axhline(0, color="k", linewidth=0.6)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=90)

@@ -89,6 +89,18 @@ def load_split(path: str | Path, *, with_images: bool = True) -> Split:
     return split
 
 
+def load_masks(path: str | Path, n_images: int) -> np.ndarray | None:
+    """The pixel masks (N, H, W) uint8 that normalize stores for Landslide4Sense splits, or None."""
+    path = Path(path)
+    with open_h5(path, "normalize") as h5:
+        if "masks" not in h5:
+            return None
+        masks = h5["masks"][()].astype(np.uint8)
+    if masks.ndim != 3 or len(masks) != n_images:
+        raise DataError(f"{path}: masks have shape {masks.shape} for {n_images} images; rerun `dvc repro -f normalize`")
+    return masks
+
+
 @dataclass
 class SyntheticSet:
     """The SMOTE images of one fold with their provenance."""

@@ -10,6 +10,12 @@ Output files (h5py):
 Optical bands are converted to reflectance (divided by data.optical_scale) before channels are
 derived. The statistics are fitted on the training images only and applied to both splits. Test
 answers, when the dataset has them, go to a separate CSV that no training stage reads.
+
+With data.format: l4s (Landslide4Sense, ``landslide.l4s``) the same files are written from
+TrainData/ and the split ``l4s.test_split``, images (N, C, H, W) at the release's patch size, plus
+``masks`` (N, H, W) uint8 on both files (test.h5 only when the split has masks); labels are
+image-level labels from the masks (``l4s.min_pixels``), and the answers CSV holds the test split's
+labels when it has masks.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ from landslide.channels import ChannelSet, channel_names, check_optical_scale, r
 from landslide.data import TEST_CSV, TEST_DIR, TRAIN_CSV, TRAIN_DIR, load_images, read_index
 from landslide.errors import DataError
 from landslide.io import atomic_paths, content_digest
+from landslide.l4s import (
+    TRAIN_SPLIT,
+    L4SParams,
+    derive_l4s_channels,
+    l4s_channel_names,
+    labels_from_masks,
+    load_l4s_split,
+)
 from landslide.params import require
 
 NormMethod = Literal["standard", "robust"]
@@ -38,6 +52,7 @@ class DataParams:
 
     dir: str  # folder in the Zindi layout, inside the repository (e.g. data/synthetic, data/zindi)
     optical_scale: float  # optical value of reflectance 1: 10000 for Sentinel-2 digital numbers, 1 for reflectance
+    format: Literal["zindi", "l4s"]  # zindi: the challenge's CSV + .npy layout; l4s: Landslide4Sense HDF5
 
     def validate(self) -> None:
         require(self.optical_scale > 0, f"data.optical_scale={self.optical_scale} must be > 0 (10000 or 1)")
@@ -48,7 +63,16 @@ class NormalizeParams:
     """`normalize:` section (Table 2: Norm. and #Ch columns)."""
 
     method: NormMethod  # standard: (x - mean) / std; robust: (x - median) / IQR
-    channels: ChannelSet  # 12 raw bands, 20 (+ indices), 28 (+ edge maps)
+    channels: Literal[12, 14, 17, 20, 28]  # Zindi: 12, 20, 28; Landslide4Sense: 14 bands, 17 (+ differences)
+
+    def check_format(self, data_format: str) -> None:
+        """Each layout has its own channel sets."""
+        allowed = (14, 17) if data_format == "l4s" else (12, 20, 28)
+        require(
+            self.channels in allowed,
+            f"normalize.channels={self.channels} does not fit data.format: {data_format}; use one of "
+            f"{', '.join(map(str, allowed))}",
+        )
 
 
 @dataclass(frozen=True)
@@ -169,17 +193,18 @@ def run_normalize(
     optical_scale: float,
 ) -> NormalizeResult:
     """Validate the dataset at ``data_dir`` and write the normalised splits."""
+    norm.check_format("zindi")
     root = Path(data_dir)
     index = read_index(root)
     fold = assign_folds(index.train_labels, folds.n_splits, folds.seed)
-    train = load_channels(root, TRAIN_DIR, index.train_ids, TRAIN_CSV, norm.channels, optical_scale)
-    test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)
+    train = load_channels(root, TRAIN_DIR, index.train_ids, TRAIN_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
+    test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
     center, scale = fit_statistics(train, norm.method)
     apply_statistics(train, center, scale)
     apply_statistics(test, center, scale)
 
     attrs = {
-        "channels": channel_names(norm.channels),
+        "channels": channel_names(norm.channels),  # type: ignore[arg-type]
         "method": norm.method,
         "center": center,
         "scale": scale,
@@ -205,4 +230,68 @@ def run_normalize(
         n_submission_rows=len(index.submission_order),
         n_channels=int(norm.channels),
         notices=index.notices,
+    )
+
+
+def run_normalize_l4s(
+    data_dir: Path,
+    l4s: L4SParams,
+    norm: NormalizeParams,
+    folds: FoldsParams,
+    out_train: Path,
+    out_test: Path,
+    out_answers: Path,
+) -> NormalizeResult:
+    """Validate a Landslide4Sense folder and write the normalised splits with their masks."""
+    norm.check_format("l4s")
+    root = Path(data_dir)
+    train = load_l4s_split(root, TRAIN_SPLIT, masks_required=True)
+    test = load_l4s_split(root, l4s.test_split, masks_required=False)
+    if test.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(
+            f"{root / l4s.test_split}: images of shape {test.images.shape[1:]} (bands, H, W) differ from "
+            f"{root / TRAIN_SPLIT}'s {train.images.shape[1:]}; both splits must come from the same release"
+        )
+    assert train.masks is not None  # masks_required
+    labels = labels_from_masks(train.masks, l4s.min_pixels)
+    fold = assign_folds(labels, folds.n_splits, folds.seed)
+    train_images = derive_l4s_channels(train.images, norm.channels)  # type: ignore[arg-type]
+    test_images = derive_l4s_channels(test.images, norm.channels)  # type: ignore[arg-type]
+    center, scale = fit_statistics(train_images, norm.method)
+    apply_statistics(train_images, center, scale)
+    apply_statistics(test_images, center, scale)
+
+    attrs = {
+        "channels": l4s_channel_names(norm.channels),  # type: ignore[arg-type]
+        "method": norm.method,
+        "center": center,
+        "scale": scale,
+        "format": "l4s",
+        "min_pixels": l4s.min_pixels,
+        "patch_size": int(train_images.shape[-1]),
+        "n_splits": folds.n_splits,
+        "folds_seed": folds.seed,
+    }
+    test_extra: dict[str, np.ndarray] = {"submission_ids": np.array(test.ids, dtype=object)}
+    test_labels = None
+    if test.masks is not None:
+        test_extra["masks"] = test.masks
+        test_labels = labels_from_masks(test.masks, l4s.min_pixels)
+    attrs_test = {**attrs, "split": l4s.test_split, "submission_columns": ["ID", "Target"]}
+    with atomic_paths(out_train, out_test, out_answers) as (tmp_train, tmp_test, tmp_answers):
+        _write_split(tmp_train, train_images, train.ids, {**attrs, "split": TRAIN_SPLIT},
+                     {"labels": labels, "fold": fold, "masks": train.masks})
+        _write_split(tmp_test, test_images, test.ids, attrs_test, test_extra)
+        with tmp_answers.open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["ID", "label"])
+            if test_labels is not None:  # a split without masks has no answers: header only
+                writer.writerows(zip(test.ids, test_labels.tolist()))
+    return NormalizeResult(
+        n_train=len(train.ids),
+        n_train_landslide=int(labels.sum()),
+        n_test=len(test.ids),
+        n_submission_rows=len(test.ids),
+        n_channels=int(norm.channels),
+        notices=(),
     )

@@ -55,3 +55,10 @@ EXPLAIN_DIR = Path("plots/explain")
 REFERENCE_PREDICTIONS = Path("data/reference/stats_gbm.h5")
 REFERENCE_METRICS = Path("metrics/reference/stats_gbm.json")
 BUNDLE_DIR = Path("models/bundle")
+
+# The Landslide4Sense pipeline (l4s/dvc.yaml) runs in l4s/, so the paths above land under l4s/.
+L4S_SYNTHETIC_DIR = Path("data/synthetic_l4s")
+SEG_MODEL = Path("models/seg/unet.pt")
+SEG_METRICS = Path("metrics/seg.json")
+SEG_EXAMPLES = Path("plots/seg/examples.png")
+SEG_HISTORY = Path("plots/seg/history.json")

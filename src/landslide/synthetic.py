@@ -25,8 +25,10 @@ own child random generator, so the bytes written do not depend on how many worke
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -119,6 +121,25 @@ _N = PATCH_SIZE
 _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)
 _FY = np.fft.fftfreq(_N).astype(np.float32)  # cycles per pixel, rows
 _FX = np.fft.rfftfreq(_N).astype(np.float32)  # cycles per pixel, half-spectrum columns
+
+
+@contextlib.contextmanager
+def _patch_grid(size: int) -> Iterator[None]:
+    """Generate ``size`` x ``size`` patches inside the block (the Zindi size, 64, outside it).
+
+    The pixel grid is module state that every step reads; swapping it for the block keeps the
+    64 px path (and its bytes) untouched. Not for threads: generation runs in one thread per process.
+    """
+    global _N, _YY, _XX, _FY, _FX
+    saved = (_N, _YY, _XX, _FY, _FX)
+    _N = int(size)
+    _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)
+    _FY = np.fft.fftfreq(_N).astype(np.float32)
+    _FX = np.fft.rfftfreq(_N).astype(np.float32)
+    try:
+        yield
+    finally:
+        _N, _YY, _XX, _FY, _FX = saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +367,7 @@ class _Scene:
     noisy: np.ndarray  # bool: near single-look SAR speckle
     outlier: np.ndarray  # bool: heavy-tailed outlier pixels
     # Smooth random fields (size, 64, 64), standardised per patch.
+    height: np.ndarray  # terrain height (std 1 per patch; times relief)
     slope_x: np.ndarray  # terrain gradient (RMS slope 1)
     slope_y: np.ndarray
     vegetation_field: np.ndarray
@@ -400,7 +422,7 @@ def _draw_scene(
     noisy = (hard_kind == _NOISE) | (uniform() < 0.05)
     outlier = uniform() < 0.01 + 0.04 * shift
 
-    _, slope_x, slope_y = _smooth_fields(rng, rng.uniform(6.0, 14.0, size), gradient=True)
+    height, slope_x, slope_y = _smooth_fields(rng, rng.uniform(6.0, 14.0, size), gradient=True)
     (vegetation_field,) = _smooth_fields(rng, rng.uniform(2.5, 6.0, size))
     (texture,) = _smooth_fields(rng, np.full(size, 1.0))
     (sar_texture,) = _smooth_fields(rng, np.full(size, 1.5))
@@ -410,7 +432,7 @@ def _draw_scene(
     return _Scene(
         positive=positive, shift=shift, relief=relief, vegetation_logit=vegetation_logit,
         cloudy=cloudy, hard_kind=hard_kind, has_water=has_water, has_town=has_town,
-        has_fields=has_fields, noisy=noisy, outlier=outlier, slope_x=slope_x, slope_y=slope_y,
+        has_fields=has_fields, noisy=noisy, outlier=outlier, height=height, slope_x=slope_x, slope_y=slope_y,
         vegetation_field=vegetation_field, texture=texture, sar_texture=sar_texture,
         moisture_desc=moisture_desc, moisture_asc=moisture_asc, feature_field=feature_field,
         outline_noise=outline_noise,
@@ -779,6 +801,9 @@ def _generate_batch(
         "orbits": scene.orbits.astype(np.int8),
         "outlier": scene.outlier,
         "scar_mask": scene.scar_mask > 0.5,
+        # Terrain in relief units (read by the Landslide4Sense stand-in's slope and DEM bands).
+        "terrain_height": scene.height * _col(scene.relief),
+        "terrain_gradient": np.hypot(scene.slope_x, scene.slope_y) * _col(scene.relief),
     }
     return images, meta
 
@@ -816,12 +841,12 @@ def _plan(n: int, prior: float, rng: np.random.Generator) -> tuple[np.ndarray, l
 @overload
 def generate_split(
     n: int, prior: float, region: Region, rng: np.random.Generator, params: SynthesizeParams,
-    *, return_meta: Literal[False] = ...,
+    *, return_meta: Literal[False] = ..., size: int = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 @overload
 def generate_split(
     n: int, prior: float, region: Region, rng: np.random.Generator, params: SynthesizeParams,
-    *, return_meta: Literal[True],
+    *, return_meta: Literal[True], size: int = ...,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
 def generate_split(
     n: int,
@@ -831,6 +856,7 @@ def generate_split(
     params: SynthesizeParams,
     *,
     return_meta: bool = False,
+    size: int = PATCH_SIZE,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Generate one split in memory (n * 197 kB: use for small n; ``write_dataset`` streams).
 
@@ -841,7 +867,9 @@ def generate_split(
     (the latter applies ``params.region_shift``). With ``return_meta`` also returns per-patch
     latent variables: cloudy, cloud_cover (mean opacity), hard_kind (index into HARD_KINDS),
     n_scars, scar_area (pixels), orbits (bit 1: descending shows a change, bit 2: ascending),
-    outlier, and scar_mask (n, 64, 64) bool, the landslide pixels.
+    outlier, scar_mask (n, 64, 64) bool, the landslide pixels, and the terrain (terrain_height,
+    terrain_gradient: (n, 64, 64) in relief units). ``size`` other than 64 draws larger or smaller
+    patches from the same model (objects keep their size in pixels).
     Uses the same chunking as ``write_dataset``: ``split_rng(seed, split)`` reproduces a file.
     """
     if region not in ("train", "test"):
@@ -849,12 +877,13 @@ def generate_split(
     if n < 0 or not 0.0 <= prior <= 1.0:
         raise ValueError(f"need n >= 0 and 0 <= prior <= 1, got n={n}, prior={prior}")
     labels, rngs = _plan(n, prior, rng)
-    images = np.empty((n, _N, _N, N_RAW_BANDS), np.float32)
+    images = np.empty((n, size, size, N_RAW_BANDS), np.float32)
     metas = []
-    for i, chunk_rng in enumerate(rngs):
-        sl = slice(i * CHUNK, min(n, (i + 1) * CHUNK))
-        images[sl], meta = _generate_batch(labels[sl], region, chunk_rng, params)
-        metas.append(meta)
+    with _patch_grid(size):
+        for i, chunk_rng in enumerate(rngs):
+            sl = slice(i * CHUNK, min(n, (i + 1) * CHUNK))
+            images[sl], meta = _generate_batch(labels[sl], region, chunk_rng, params)
+            metas.append(meta)
     if not return_meta:
         return images, labels
     keys = metas[0].keys() if metas else ()

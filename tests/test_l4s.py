@@ -259,7 +259,7 @@ def test_pixel_scores_against_a_hand_computed_case() -> None:
 # ---------------------------------------------------------------------------------------------
 STAND_IN = SynthesizeL4SParams(
     n_train=24, n_valid=6, n_test=3, size=64, seed=0, train_prior=0.5, test_prior=0.5,
-    cloud_fraction=0.3, hard_negative_fraction=0.5, region_shift=1.0, eval_masks=False,
+    cloud_fraction=0.3, hard_negative_fraction=0.5, region_shift=1.0, scar_scale=1.8, eval_masks=False,
 )
 
 

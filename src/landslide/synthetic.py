@@ -118,28 +118,31 @@ _SHIFT_SAR_DB = 1.2  # SAR calibration offset of post-event VV/VH (dB)
 _SHIFT_DIFF_DB = 0.3  # pre-event scenes from another season there: small diff offset (dB)
 
 _N = PATCH_SIZE
+# Size of landslide scars and their bare look-alikes relative to the Zindi model's (1: those bytes).
+_OBJECT_SCALE = 1.0
 _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)
 _FY = np.fft.fftfreq(_N).astype(np.float32)  # cycles per pixel, rows
 _FX = np.fft.rfftfreq(_N).astype(np.float32)  # cycles per pixel, half-spectrum columns
 
 
 @contextlib.contextmanager
-def _patch_grid(size: int) -> Iterator[None]:
-    """Generate ``size`` x ``size`` patches inside the block (the Zindi size, 64, outside it).
+def _patch_grid(size: int, object_scale: float = 1.0) -> Iterator[None]:
+    """Generate ``size`` x ``size`` patches with scars ``object_scale`` times as long inside the block.
 
     The pixel grid is module state that every step reads; swapping it for the block keeps the
     64 px path (and its bytes) untouched. Not for threads: generation runs in one thread per process.
     """
-    global _N, _YY, _XX, _FY, _FX
-    saved = (_N, _YY, _XX, _FY, _FX)
+    global _N, _YY, _XX, _FY, _FX, _OBJECT_SCALE
+    saved = (_N, _YY, _XX, _FY, _FX, _OBJECT_SCALE)
     _N = int(size)
+    _OBJECT_SCALE = float(object_scale)
     _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)
     _FY = np.fft.fftfreq(_N).astype(np.float32)
     _FX = np.fft.rfftfreq(_N).astype(np.float32)
     try:
         yield
     finally:
-        _N, _YY, _XX, _FY, _FX = saved
+        _N, _YY, _XX, _FY, _FX, _OBJECT_SCALE = saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +486,7 @@ def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     size = scene.size
     weak = rng.random(count) < 0.25
     length = np.where(weak, np.exp(rng.uniform(np.log(5), np.log(14), count)),
-                      np.exp(rng.uniform(np.log(12), np.log(45), count)))
+                      np.exp(rng.uniform(np.log(12), np.log(45), count))) * _OBJECT_SCALE
     cx, cy = rng.uniform(8, _N - 8, count), rng.uniform(8, _N - 8, count)
     ix, iy = np.clip(cx.astype(int), 0, _N - 1), np.clip(cy.astype(int), 0, _N - 1)
     # Landslides run downslope: orient the scar along -grad(h) at its centre, plus noise.
@@ -528,7 +531,7 @@ def _bare_ground(scene: _Scene, rng: np.random.Generator, *, fields: bool) -> No
         taper = np.zeros(count)
     else:
         # Same size distribution as landslides, but oriented at random (not downslope).
-        length = np.exp(rng.uniform(np.log(8), np.log(45), count))
+        length = np.exp(rng.uniform(np.log(8), np.log(45), count)) * _OBJECT_SCALE
         width = np.maximum(1.8, length * rng.uniform(0.25, 0.55, count))
         angle = rng.uniform(0, 2 * np.pi, count)
         taper = rng.uniform(0.4, 1.0, count)
@@ -846,7 +849,7 @@ def generate_split(
 @overload
 def generate_split(
     n: int, prior: float, region: Region, rng: np.random.Generator, params: SynthesizeParams,
-    *, return_meta: Literal[True], size: int = ...,
+    *, return_meta: Literal[True], size: int = ..., object_scale: float = ...,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
 def generate_split(
     n: int,
@@ -857,6 +860,7 @@ def generate_split(
     *,
     return_meta: bool = False,
     size: int = PATCH_SIZE,
+    object_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Generate one split in memory (n * 197 kB: use for small n; ``write_dataset`` streams).
 
@@ -869,7 +873,8 @@ def generate_split(
     n_scars, scar_area (pixels), orbits (bit 1: descending shows a change, bit 2: ascending),
     outlier, scar_mask (n, 64, 64) bool, the landslide pixels, and the terrain (terrain_height,
     terrain_gradient: (n, 64, 64) in relief units). ``size`` other than 64 draws larger or smaller
-    patches from the same model (objects keep their size in pixels).
+    patches from the same model (objects keep their size in pixels); ``object_scale`` makes
+    landslide scars and bare look-alikes that many times as long and wide.
     Uses the same chunking as ``write_dataset``: ``split_rng(seed, split)`` reproduces a file.
     """
     if region not in ("train", "test"):
@@ -879,7 +884,7 @@ def generate_split(
     labels, rngs = _plan(n, prior, rng)
     images = np.empty((n, size, size, N_RAW_BANDS), np.float32)
     metas = []
-    with _patch_grid(size):
+    with _patch_grid(size, object_scale):
         for i, chunk_rng in enumerate(rngs):
             sl = slice(i * CHUNK, min(n, (i + 1) * CHUNK))
             images[sl], meta = _generate_batch(labels[sl], region, chunk_rng, params)

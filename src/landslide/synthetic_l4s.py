@@ -2,7 +2,9 @@
 
 The scenes come from the Zindi stand-in's generative model (``landslide.synthetic``) drawn at the
 release's 128 px: the same terrain, land cover, clouds and hard negatives, and the landslide scars
-it draws become the pixel masks. The 14 bands are made from that scene:
+it draws become the pixel masks. Scars (and their bare look-alikes) are drawn ``scar_scale`` times
+as long and wide as in the Zindi model, whose objects keep their pixel size at 128 px and would
+cover under 1 % of the pixels; the release's landslides cover about 2 % (L4S paper, Fig. 3). The 14 bands are made from that scene:
 
 * B2, B3, B4, B8 are the model's blue, green, red and near infrared; the other Sentinel-2 bands
   are mixtures of those four that follow the spectra of vegetation, soil and water (red edge
@@ -68,6 +70,7 @@ class SynthesizeL4SParams:
     cloud_fraction: float
     hard_negative_fraction: float
     region_shift: float  # strength of the TrainData -> ValidData/TestData shift
+    scar_scale: float  # landslide scars (and bare look-alikes) this many times the Zindi model's length and width
     eval_masks: bool  # write ValidData/mask and TestData/mask (the later full release has them)
 
     def validate(self) -> None:
@@ -80,6 +83,7 @@ class SynthesizeL4SParams:
         for key in ("cloud_fraction", "hard_negative_fraction"):
             require(0.0 <= getattr(self, key) <= 1.0, f"synthesize_l4s.{key}={getattr(self, key)} must be in [0, 1]")
         require(0.0 <= self.region_shift <= 3.0, f"synthesize_l4s.region_shift={self.region_shift} must be in [0, 3]")
+        require(0.5 <= self.scar_scale <= 4.0, f"synthesize_l4s.scar_scale={self.scar_scale} must be in [0.5, 4]")
 
     def scene_params(self) -> SynthesizeParams:
         """The scene model's parameters (its n_train/n_test are not used: splits are drawn here)."""
@@ -140,7 +144,8 @@ def write_l4s_dataset(out_dir: Path, params: SynthesizeL4SParams) -> dict[str, t
     summary = {}
     for (split, n, prior, region, with_masks), seed in zip(plan, seeds):
         rng = np.random.default_rng(seed)
-        images, _, meta = generate_split(n, prior, region, rng, scene, return_meta=True, size=params.size)  # type: ignore[arg-type]
+        images, _, meta = generate_split(n, prior, region, rng, scene, return_meta=True, size=params.size,
+                                      object_scale=params.scar_scale)  # type: ignore[arg-type]
         masks = meta["scar_mask"].astype(np.uint8)
         _write_split(Path(out_dir) / split, l4s_bands(images, meta, rng), masks if with_masks else None)
         summary[split] = (n, int((masks.reshape(n, -1).sum(axis=1) > 0).sum()))

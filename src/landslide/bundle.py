@@ -19,8 +19,11 @@ list (nothing outside it is instantiated), and LightGBM from text: no file goes 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -74,11 +77,40 @@ def head_file(head: Head, fold: int) -> str | None:
     return {"svm": f"heads/fold_{fold}.skops", "lgbm": f"heads/fold_{fold}.lgbm.txt"}.get(head)
 
 
+# skops names the arrays of a file after the objects' memory addresses (`"__id__": 1402...` and
+# `"1402....npy"`) and stamps each zip entry with the time of writing, so two exports of the same
+# head differ byte for byte. These are renumbered in order of first appearance and the entries
+# dated 1980-01-01, which makes the file (and DVC's hash of the bundle) a function of the head.
+_SKOPS_OBJECT_ID = re.compile(r'(?<="__id__": )(\d+)|(?<=")(\d+)(?=\.npy")')
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(raw: bytes) -> bytes:
+    """The same skops archive with deterministic object ids, entry names and timestamps."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        entries = {info.filename: (info, archive.read(info)) for info in archive.infolist()}
+    schema = entries["schema.json"][1].decode("utf-8")
+    renumbered: dict[str, str] = {}
+    schema = _SKOPS_OBJECT_ID.sub(lambda m: renumbered.setdefault(m.group(0), str(len(renumbered) + 1)), schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, (info, content) in entries.items():
+            if name == "schema.json":
+                content = schema.encode("utf-8")
+            elif name.endswith(".npy"):
+                name = f"{renumbered.get(name[: -len('.npy')], name[: -len('.npy')])}.npy"
+            entry = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            entry.compress_type = info.compress_type
+            entry.external_attr = 0o644 << 16
+            archive.writestr(entry, content)
+    return out.getvalue()
+
+
 def save_head(head: Head, model: Any, path: Path) -> None:
     if head == "svm":
         import skops.io as sio
 
-        sio.dump(model, path)
+        path.write_bytes(canonical_skops(sio.dumps(model)))
     elif head == "lgbm":
         model.booster_.save_model(str(path))
 

@@ -23,13 +23,13 @@ import torch
 from conftest import REPO_ROOT, make_zindi
 from helpers import files_under, run_stage_script, write_params
 
-from landslide.bundle import MANIFEST, bundle_parts_scores, load_bundle, sha256_file
+from landslide.bundle import MANIFEST, bundle_parts_scores, load_bundle
 from landslide.checkpoint import write_checkpoint
 from landslide.console import main as landslide
 from landslide.errors import DataError
 from landslide.h5data import load_parts
 from landslide.inference import predict
-from landslide.model import ModelParams, create_model
+from landslide.model import ModelParams, create_model, file_sha256
 
 N_FOLDS = 5
 
@@ -108,7 +108,7 @@ def test_manifest_records_preprocessing_and_hashes(micro: Path) -> None:
     assert manifest["head"] == "svm" and manifest["backbone"] == "test_efficientnet" and manifest["input_size"] == 32
     files = sorted(str(p.relative_to(micro / "models/bundle")) for p in (micro / "models/bundle").rglob("*") if p.is_file())
     assert sorted(manifest["files"]) == [f for f in files if f != MANIFEST]
-    assert all(manifest["files"][f] == sha256_file(micro / "models/bundle" / f) for f in manifest["files"])
+    assert all(manifest["files"][f] == file_sha256(micro / "models/bundle" / f) for f in manifest["files"])
     assert not any(f.endswith((".pt", ".pkl", ".pickle", ".joblib")) for f in files)
 
 

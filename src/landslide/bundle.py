@@ -18,7 +18,6 @@ list (nothing outside it is instantiated), and LightGBM from text: no file goes 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -41,7 +40,7 @@ from landslide.h5data import Part, load_parts, load_split, open_h5
 from landslide.heads import Head, HeadParams, fit_model, score_svm
 from landslide.inference import TTA_VIEWS, predict, prepare_model
 from landslide.io import atomic_path
-from landslide.model import ModelParams, create_model
+from landslide.model import ModelParams, create_model, file_sha256
 from landslide.normalize import apply_statistics
 
 BUNDLE_FORMAT = 1
@@ -51,14 +50,6 @@ CHANNEL_RECIPE = "landslide.channels.raw_to_channels"  # optical / optical_scale
 # StandardScaler, SVC, numpy arrays) is all on that list, so this stays empty: any other type in
 # the file is refused before anything is built from it.
 SKOPS_TRUSTED: list[str] = []
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_version() -> str:
@@ -201,7 +192,7 @@ def run_export(
             "threshold": threshold,
             "tta": tta,
             "files": {
-                str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+                str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
             },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -325,7 +316,7 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
         file = path / name
         if Path(name).is_absolute() or ".." in Path(name).parts or not file.is_file():
             raise DataError(f"{file} listed in {path / MANIFEST} is missing; re-export the bundle with `dvc repro export`")
-        if sha256_file(file) != expected:
+        if file_sha256(file) != expected:
             raise DataError(
                 f"{file} does not match its sha256 in {path / MANIFEST} (changed or corrupt); refusing the bundle: "
                 f"re-export it with `dvc repro export` or copy it again"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -182,6 +182,34 @@ def load_channels(root: Path, folder: str, ids: list[str], csv_name: str, channe
     return raw_to_channels(raw, channels, optical_scale)
 
 
+def _scale_splits(train: np.ndarray, test: np.ndarray, method: NormMethod) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the per-channel statistics on the training images only and scale both splits in place."""
+    center, scale = fit_statistics(train, method)
+    apply_statistics(train, center, scale)
+    apply_statistics(test, center, scale)
+    return center, scale
+
+
+def _write_outputs(
+    outs: tuple[Path, Path, Path],
+    train: tuple[np.ndarray, list[str], dict[str, Any], dict[str, Any]],
+    test: tuple[np.ndarray, list[str], dict[str, Any], dict[str, Any]],
+    test_labels: np.ndarray | None,
+) -> None:
+    """train.h5, test.h5 (images, ids, attrs, extra datasets) and the answers CSV, published together.
+
+    The answers file is header-only when the test split has no labels.
+    """
+    with atomic_paths(*outs) as (tmp_train, tmp_test, tmp_answers):
+        _write_split(tmp_train, *train)
+        _write_split(tmp_test, *test)
+        with tmp_answers.open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["ID", "label"])
+            if test_labels is not None:
+                writer.writerows(zip(test[1], test_labels.tolist()))
+
+
 def run_normalize(
     data_dir: Path,
     norm: NormalizeParams,
@@ -199,9 +227,7 @@ def run_normalize(
     fold = assign_folds(index.train_labels, folds.n_splits, folds.seed)
     train = load_channels(root, TRAIN_DIR, index.train_ids, TRAIN_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
     test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
-    center, scale = fit_statistics(train, norm.method)
-    apply_statistics(train, center, scale)
-    apply_statistics(test, center, scale)
+    center, scale = _scale_splits(train, test, norm.method)
 
     attrs = {
         "channels": channel_names(norm.channels),  # type: ignore[arg-type]
@@ -215,14 +241,12 @@ def run_normalize(
     # One ID per submission row: `submit` writes them in this order, a repeated ID with its one score.
     test_extra = {"submission_ids": np.array(index.submission_order, dtype=object)}
     attrs_test = {**attrs, "submission_columns": index.submission_header}
-    with atomic_paths(out_train, out_test, out_answers) as (tmp_train, tmp_test, tmp_answers):
-        _write_split(tmp_train, train, index.train_ids, attrs, {"labels": index.train_labels, "fold": fold})
-        _write_split(tmp_test, test, index.test_ids, attrs_test, test_extra)
-        with tmp_answers.open("w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["ID", "label"])
-            if index.test_labels is not None:  # the real Zindi test set has no answers: header only
-                writer.writerows(zip(index.test_ids, index.test_labels.tolist()))
+    _write_outputs(
+        (out_train, out_test, out_answers),
+        (train, index.train_ids, attrs, {"labels": index.train_labels, "fold": fold}),
+        (test, index.test_ids, attrs_test, test_extra),
+        index.test_labels,  # the real Zindi test set has no answers
+    )
     return NormalizeResult(
         n_train=len(index.train_ids),
         n_train_landslide=int(index.train_labels.sum()),
@@ -257,9 +281,7 @@ def run_normalize_l4s(
     fold = assign_folds(labels, folds.n_splits, folds.seed)
     train_images = derive_l4s_channels(train.images, norm.channels)  # type: ignore[arg-type]
     test_images = derive_l4s_channels(test.images, norm.channels)  # type: ignore[arg-type]
-    center, scale = fit_statistics(train_images, norm.method)
-    apply_statistics(train_images, center, scale)
-    apply_statistics(test_images, center, scale)
+    center, scale = _scale_splits(train_images, test_images, norm.method)
 
     attrs = {
         "channels": l4s_channel_names(norm.channels),  # type: ignore[arg-type]
@@ -278,15 +300,12 @@ def run_normalize_l4s(
         test_extra["masks"] = test.masks
         test_labels = labels_from_masks(test.masks, l4s.min_pixels)
     attrs_test = {**attrs, "split": l4s.test_split, "submission_columns": ["ID", "Target"]}
-    with atomic_paths(out_train, out_test, out_answers) as (tmp_train, tmp_test, tmp_answers):
-        _write_split(tmp_train, train_images, train.ids, {**attrs, "split": TRAIN_SPLIT},
-                     {"labels": labels, "fold": fold, "masks": train.masks})
-        _write_split(tmp_test, test_images, test.ids, attrs_test, test_extra)
-        with tmp_answers.open("w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["ID", "label"])
-            if test_labels is not None:  # a split without masks has no answers: header only
-                writer.writerows(zip(test.ids, test_labels.tolist()))
+    _write_outputs(
+        (out_train, out_test, out_answers),
+        (train_images, train.ids, {**attrs, "split": TRAIN_SPLIT}, {"labels": labels, "fold": fold, "masks": train.masks}),
+        (test_images, test.ids, attrs_test, test_extra),
+        test_labels,  # a split without masks has no answers
+    )
     return NormalizeResult(
         n_train=len(train.ids),
         n_train_landslide=int(labels.sum()),

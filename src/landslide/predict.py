@@ -43,7 +43,7 @@ from landslide.data import (
 )
 from landslide.errors import DataError
 from landslide.io import atomic_path, atomic_paths
-from landslide.submit import submission_rows
+from landslide.submit import submission_rows, write_submission
 
 SCENE_SUFFIXES = (".tif", ".tiff")
 PATCHES_PER_CHUNK = 2048  # patches preprocessed and scored together (bounds memory, keeps batches full)
@@ -129,10 +129,8 @@ def predict_zindi(bundle: Bundle, root: Path, out: Path, device: torch.device, b
         scores = score_chunks(bundle, chunks(), device, batch_size, str(root / TEST_DIR), bar)
     labels = (scores >= bundle.threshold).astype(np.int8)
     rows = submission_rows(ids, labels, layout.order, layout.columns)
-    with atomic_path(out) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(layout.columns)
-        writer.writerows(rows)
+    with atomic_path(out) as tmp:
+        write_submission(tmp, layout.columns, rows)
     return f"{len(rows)} submission rows for {len(ids)} test images, {int(labels.sum())} predicted landslides -> {out}"
 
 

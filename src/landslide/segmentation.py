@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from landslide.errors import DataError, ParamError  # noqa: E402
+from landslide.metrics import precision_recall_f1  # noqa: E402
 from landslide.params import require  # noqa: E402
 
 SegLoss = Literal["dice_bce", "dice_focal", "focal"]
@@ -109,14 +110,11 @@ def make_loss(params: SegParams) -> nn.Module:
 
 def pixel_scores(predicted: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Landslide-class pixel precision, recall, F1 and IoU over all pixels together (0 when undefined)."""
-    predicted, target = predicted.astype(bool), target.astype(bool)
-    tp = float(np.count_nonzero(predicted & target))
-    fp = float(np.count_nonzero(predicted & ~target))
-    fn = float(np.count_nonzero(~predicted & target))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 0.0
+    from sklearn.metrics import jaccard_score
+
+    labels, predictions = np.ravel(target).astype(np.int8), np.ravel(predicted).astype(np.int8)
+    precision, recall, f1 = precision_recall_f1(labels, predictions)
+    iou = float(jaccard_score(labels, predictions, labels=[0, 1], pos_label=1, zero_division=0))
     return {"pixel_precision": precision, "pixel_recall": recall, "pixel_f1": f1, "pixel_iou": iou}
 
 

@@ -43,6 +43,14 @@ def submission_rows(
     return [[sample_id if k == id_at else by_id[sample_id] for k in range(len(columns))] for sample_id in order]
 
 
+def write_submission(path: Path, columns: list[str], rows: list[list[object]]) -> None:
+    """The submission CSV: the sample file's header, then one row per listed ID."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
 def run_submit(
     params: SubmitParams,
     *,
@@ -77,9 +85,6 @@ def run_submit(
     if answers is not None:
         metrics["test"] = scores_metrics(answers, scores, threshold)
     with atomic_paths(out_submission, out_metrics) as (tmp_submission, tmp_metrics):
-        with tmp_submission.open("w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(columns)
-            writer.writerows(rows)
+        write_submission(tmp_submission, columns, rows)
         tmp_metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics

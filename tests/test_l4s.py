@@ -259,7 +259,8 @@ def test_pixel_scores_against_a_hand_computed_case() -> None:
 # ---------------------------------------------------------------------------------------------
 STAND_IN = SynthesizeL4SParams(
     n_train=24, n_valid=6, n_test=3, size=64, seed=0, train_prior=0.5, test_prior=0.5,
-    cloud_fraction=0.3, hard_negative_fraction=0.5, region_shift=1.0, scar_scale=1.8, eval_masks=False,
+    cloud_fraction=0.3, hard_negative_fraction=0.5, region_shift=1.0, scar_scale=1.8, scar_site_candidates=8,
+    vegetation_offset=1.0, haze_blue=[0.01, 0.04], eval_masks=False,
 )
 
 
@@ -281,6 +282,34 @@ def test_stand_in_is_readable_rescaled_and_deterministic(tmp_path: Path) -> None
     on = train.masks.astype(bool)
     assert ndvi_like[on].mean() < ndvi_like[labels.astype(bool)].mean() - 0.3
     assert load_l4s_split(tmp_path / "a", "ValidData", masks_required=False).masks is None  # eval_masks: false
+
+
+def test_landscape_places_scars_on_steep_ground_and_sets_the_haze() -> None:
+    from landslide.synthetic import Landscape, SynthesizeParams
+
+    params = SynthesizeParams(n_train=40, n_test=2, seed=1, cloud_fraction=0.0)
+
+    def scar_steepness(candidates: int) -> float:
+        """Mean terrain gradient on scar pixels over the patch mean of the same patches."""
+        _, labels, meta = generate_split(40, 1.0, "train", split_rng(1, "train"), params, return_meta=True,
+                                         landscape=Landscape(scar_site_candidates=candidates))
+        on = meta["scar_mask"]
+        return float(meta["terrain_gradient"][on].mean() / meta["terrain_gradient"].mean())
+
+    anywhere, steepest = scar_steepness(1), scar_steepness(8)
+    assert 0.8 < anywhere < 1.2  # uniform placement: scars on average ground
+    assert steepest > anywhere + 0.25, (anywhere, steepest)
+
+    def blue(haze: tuple[float, float]) -> float:
+        images, _ = generate_split(8, 0.0, "train", split_rng(1, "train"), params,
+                                   landscape=Landscape(haze_blue=haze))
+        return float(images[..., 2].mean())  # band order R, G, B, NIR, ...
+
+    assert blue((0.10, 0.10)) > blue((0.0, 0.0)) + 0.08 * 10000 * 0.8  # ~0.1 reflectance in digital numbers
+    for bad in ({"haze_blue": [0.05, 0.01]}, {"haze_blue": [0.01]}, {"scar_site_candidates": 0},
+                {"vegetation_offset": 9.0}):
+        with pytest.raises(Exception, match="synthesize_l4s"):
+            SynthesizeL4SParams(**{**STAND_IN.__dict__, **bad}).validate()
 
 
 def test_zindi_generator_unchanged_by_the_size_option() -> None:

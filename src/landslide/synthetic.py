@@ -117,32 +117,50 @@ _SHIFT_OFFSET = np.array([0.012, 0.010, 0.016, 0.0], np.float32)
 _SHIFT_SAR_DB = 1.2  # SAR calibration offset of post-event VV/VH (dB)
 _SHIFT_DIFF_DB = 0.3  # pre-event scenes from another season there: small diff offset (dB)
 
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """Where the scenes are: the settings the Landslide4Sense stand-in draws differently.
+
+    The defaults are the Zindi model's (and keep its bytes).
+    """
+
+    object_scale: float = 1.0  # landslide scars and bare look-alikes: times the Zindi model's length and width
+    scar_site_candidates: int = 1  # a scar is centred on the steepest of this many random spots (1: anywhere)
+    vegetation_offset: float = 0.0  # added to every patch's mean vegetation logit
+    haze_blue: tuple[float, float] = _HAZE_BLUE  # range of the aerosol path reflectance in blue
+
+
+ZINDI_LANDSCAPE = Landscape()
+
+# Module state of the scene model: the pixel grid and the landscape (``_patch_grid`` swaps them).
 _N = PATCH_SIZE
-# Size of landslide scars and their bare look-alikes relative to the Zindi model's (1: those bytes).
-_OBJECT_SCALE = 1.0
+_LANDSCAPE = ZINDI_LANDSCAPE
 _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)
 _FY = np.fft.fftfreq(_N).astype(np.float32)  # cycles per pixel, rows
 _FX = np.fft.rfftfreq(_N).astype(np.float32)  # cycles per pixel, half-spectrum columns
 
 
 @contextlib.contextmanager
-def _patch_grid(size: int, object_scale: float = 1.0) -> Iterator[None]:
-    """Generate ``size`` x ``size`` patches with scars ``object_scale`` times as long inside the block.
+def _patch_grid(size: int, landscape: Landscape = ZINDI_LANDSCAPE) -> Iterator[None]:
+    """Generate ``size`` x ``size`` patches of ``landscape`` inside the block.
 
-    The pixel grid is module state that every step reads; swapping it for the block keeps the
-    64 px path (and its bytes) untouched. Not for threads: generation runs in one thread per process.
+    The pixel grid and the landscape are module state that every step reads; swapping them for
+    the block keeps the Zindi path (and its bytes) untouched. Not for threads: generation runs in
+    one thread per process.
     """
-    global _N, _YY, _XX, _FY, _FX, _OBJECT_SCALE
-    saved = (_N, _YY, _XX, _FY, _FX, _OBJECT_SCALE)
+    global _N, _YY, _XX, _FY, _FX, _LANDSCAPE
+    saved = (_N, _YY, _XX, _FY, _FX, _LANDSCAPE)
     _N = int(size)
-    _OBJECT_SCALE = float(object_scale)
+    _LANDSCAPE = landscape
     _YY, _XX = np.mgrid[0:_N, 0:_N].astype(np.float32)
     _FY = np.fft.fftfreq(_N).astype(np.float32)
     _FX = np.fft.rfftfreq(_N).astype(np.float32)
     try:
         yield
     finally:
-        _N, _YY, _XX, _FY, _FX, _OBJECT_SCALE = saved
+        _N, _YY, _XX, _FY, _FX, _LANDSCAPE = saved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,7 +432,8 @@ def _draw_scene(
         return rng.random(size)
 
     relief = rng.uniform(0.3, 1.3, size)
-    vegetation_logit = rng.normal(1.0 - 0.6 * shift, 0.9, size)  # the test region is less vegetated
+    # The test region is less vegetated.
+    vegetation_logit = rng.normal(1.0 - 0.6 * shift + _LANDSCAPE.vegetation_offset, 0.9, size)
     cloudy = uniform() < params.cloud_fraction
     hard = ~positive & (uniform() < params.hard_negative_fraction)
     hard_kind = np.where(hard, rng.integers(1, len(HARD_KINDS), size), 0)
@@ -477,6 +496,24 @@ def _paint(optical: list[np.ndarray], mask: np.ndarray, spectrum: np.ndarray) ->
     return [optical[c] * (1.0 - mask) + mask * _col(spectrum[:, c]) for c in range(4)]
 
 
+def _steepest_sites(
+    scene: _Scene, patch: np.ndarray, cx: np.ndarray, cy: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scar centres moved to the steepest of ``scar_site_candidates`` spots (the first is (cx, cy)).
+
+    Slope failures start on steep ground (L4S paper, Sec. I), so the stand-in's slope band carries
+    the cue it carries in the release.
+    """
+    extra = (cx.size, _LANDSCAPE.scar_site_candidates - 1)
+    xs = np.concatenate([cx[:, None], rng.uniform(8, _N - 8, extra)], axis=1)
+    ys = np.concatenate([cy[:, None], rng.uniform(8, _N - 8, extra)], axis=1)
+    ix, iy = np.clip(xs.astype(int), 0, _N - 1), np.clip(ys.astype(int), 0, _N - 1)
+    rows = patch[:, None]
+    steepness = np.hypot(scene.slope_x[rows, iy, ix], scene.slope_y[rows, iy, ix])
+    best = np.argmax(steepness, axis=1)[:, None]
+    return np.take_along_axis(xs, best, axis=1)[:, 0], np.take_along_axis(ys, best, axis=1)[:, 0]
+
+
 def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     """Scars on positives: fresh soil/rock replaces vegetation, backscatter changes (one or both orbits)."""
     patch, slot = _slots(scene.n_scars)
@@ -486,8 +523,10 @@ def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     size = scene.size
     weak = rng.random(count) < 0.25
     length = np.where(weak, np.exp(rng.uniform(np.log(5), np.log(14), count)),
-                      np.exp(rng.uniform(np.log(12), np.log(45), count))) * _OBJECT_SCALE
+                      np.exp(rng.uniform(np.log(12), np.log(45), count))) * _LANDSCAPE.object_scale
     cx, cy = rng.uniform(8, _N - 8, count), rng.uniform(8, _N - 8, count)
+    if _LANDSCAPE.scar_site_candidates > 1:
+        cx, cy = _steepest_sites(scene, patch, cx, cy, rng)
     ix, iy = np.clip(cx.astype(int), 0, _N - 1), np.clip(cy.astype(int), 0, _N - 1)
     # Landslides run downslope: orient the scar along -grad(h) at its centre, plus noise.
     angle = np.arctan2(-scene.slope_y[patch, iy, ix], -scene.slope_x[patch, iy, ix]) + rng.normal(0.0, 0.4, count)
@@ -531,7 +570,7 @@ def _bare_ground(scene: _Scene, rng: np.random.Generator, *, fields: bool) -> No
         taper = np.zeros(count)
     else:
         # Same size distribution as landslides, but oriented at random (not downslope).
-        length = np.exp(rng.uniform(np.log(8), np.log(45), count)) * _OBJECT_SCALE
+        length = np.exp(rng.uniform(np.log(8), np.log(45), count)) * _LANDSCAPE.object_scale
         width = np.maximum(1.8, length * rng.uniform(0.25, 0.55, count))
         angle = rng.uniform(0, 2 * np.pi, count)
         taper = rng.uniform(0.4, 1.0, count)
@@ -649,7 +688,7 @@ def _illuminate(scene: _Scene) -> None:
 
 def _haze(scene: _Scene, rng: np.random.Generator) -> None:
     """Aerosol path reflectance of each scene, added over the ground (clouds lie above it)."""
-    path = rng.uniform(*_HAZE_BLUE, scene.size).astype(np.float32)[:, None] * _HAZE_SPECTRUM
+    path = rng.uniform(*_LANDSCAPE.haze_blue, scene.size).astype(np.float32)[:, None] * _HAZE_SPECTRUM
     scene.optical = [band + _col(path[:, c]) for c, band in enumerate(scene.optical)]
 
 
@@ -849,7 +888,7 @@ def generate_split(
 @overload
 def generate_split(
     n: int, prior: float, region: Region, rng: np.random.Generator, params: SynthesizeParams,
-    *, return_meta: Literal[True], size: int = ..., object_scale: float = ...,
+    *, return_meta: Literal[True], size: int = ..., landscape: Landscape = ...,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
 def generate_split(
     n: int,
@@ -860,7 +899,7 @@ def generate_split(
     *,
     return_meta: bool = False,
     size: int = PATCH_SIZE,
-    object_scale: float = 1.0,
+    landscape: Landscape = ZINDI_LANDSCAPE,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Generate one split in memory (n * 197 kB: use for small n; ``write_dataset`` streams).
 
@@ -873,8 +912,8 @@ def generate_split(
     n_scars, scar_area (pixels), orbits (bit 1: descending shows a change, bit 2: ascending),
     outlier, scar_mask (n, 64, 64) bool, the landslide pixels, and the terrain (terrain_height,
     terrain_gradient: (n, 64, 64) in relief units). ``size`` other than 64 draws larger or smaller
-    patches from the same model (objects keep their size in pixels); ``object_scale`` makes
-    landslide scars and bare look-alikes that many times as long and wide.
+    patches from the same model (objects keep their size in pixels); ``landscape`` changes the
+    scenes' scars, vegetation and haze (the Landslide4Sense stand-in's; see ``Landscape``).
     Uses the same chunking as ``write_dataset``: ``split_rng(seed, split)`` reproduces a file.
     """
     if region not in ("train", "test"):
@@ -884,7 +923,7 @@ def generate_split(
     labels, rngs = _plan(n, prior, rng)
     images = np.empty((n, size, size, N_RAW_BANDS), np.float32)
     metas = []
-    with _patch_grid(size, object_scale):
+    with _patch_grid(size, landscape):
         for i, chunk_rng in enumerate(rngs):
             sl = slice(i * CHUNK, min(n, (i + 1) * CHUNK))
             images[sl], meta = _generate_batch(labels[sl], region, chunk_rng, params)

@@ -2,7 +2,8 @@
 
 The scenes come from the Zindi stand-in's generative model (``landslide.synthetic``) drawn at the
 release's 128 px: the same terrain, land cover, clouds and hard negatives, and the landslide scars
-it draws become the pixel masks. Scars (and their bare look-alikes) are drawn ``scar_scale`` times
+it draws become the pixel masks, centred on steep ground (the steepest of
+``scar_site_candidates`` random spots: slope failures start on steep slopes). Scars (and their bare look-alikes) are drawn ``scar_scale`` times
 as long and wide as in the Zindi model, whose objects keep their pixel size at 128 px and would
 cover under 1 % of the pixels; the release's landslides cover about 2 % (L4S paper, Fig. 3). The 14 bands are made from that scene:
 
@@ -29,7 +30,7 @@ import numpy as np
 from landslide.bands import L4S_BANDS
 from landslide.l4s import IMAGE_DIR, IMAGE_KEY, MASK_DIR, MASK_KEY, TEST_SPLIT, TRAIN_SPLIT, VALID_SPLIT
 from landslide.params import require
-from landslide.synthetic import OPTICAL_SCALE, SynthesizeParams, generate_split
+from landslide.synthetic import OPTICAL_SCALE, Landscape, SynthesizeParams, generate_split
 
 # Weights of (blue, green, red, NIR) reflectance in each Sentinel-2 band, and an offset.
 _MIXTURES: dict[str, tuple[float, float, float, float, float]] = {
@@ -71,6 +72,9 @@ class SynthesizeL4SParams:
     hard_negative_fraction: float
     region_shift: float  # strength of the TrainData -> ValidData/TestData shift
     scar_scale: float  # landslide scars (and bare look-alikes) this many times the Zindi model's length and width
+    scar_site_candidates: int  # a scar is centred on the steepest of this many random spots (1: anywhere)
+    vegetation_offset: float  # added to the scene model's mean vegetation logit (forested sites)
+    haze_blue: list[float]  # [low, high] of the aerosol path reflectance in blue (clear days)
     eval_masks: bool  # write ValidData/mask and TestData/mask (the later full release has them)
 
     def validate(self) -> None:
@@ -84,6 +88,17 @@ class SynthesizeL4SParams:
             require(0.0 <= getattr(self, key) <= 1.0, f"synthesize_l4s.{key}={getattr(self, key)} must be in [0, 1]")
         require(0.0 <= self.region_shift <= 3.0, f"synthesize_l4s.region_shift={self.region_shift} must be in [0, 3]")
         require(0.5 <= self.scar_scale <= 4.0, f"synthesize_l4s.scar_scale={self.scar_scale} must be in [0.5, 4]")
+        require(1 <= self.scar_site_candidates <= 64,
+                f"synthesize_l4s.scar_site_candidates={self.scar_site_candidates} must be in [1, 64]")
+        require(-3.0 <= self.vegetation_offset <= 3.0,
+                f"synthesize_l4s.vegetation_offset={self.vegetation_offset} must be in [-3, 3]")
+        require(len(self.haze_blue) == 2 and 0.0 <= self.haze_blue[0] <= self.haze_blue[1] <= 0.2,
+                f"synthesize_l4s.haze_blue={list(self.haze_blue)} must be [low, high] with 0 <= low <= high <= 0.2")
+
+    def landscape(self) -> Landscape:
+        """The scene model's landscape for this stand-in."""
+        return Landscape(object_scale=self.scar_scale, scar_site_candidates=self.scar_site_candidates,
+                         vegetation_offset=self.vegetation_offset, haze_blue=(self.haze_blue[0], self.haze_blue[1]))
 
     def scene_params(self) -> SynthesizeParams:
         """The scene model's parameters (its n_train/n_test are not used: splits are drawn here)."""
@@ -145,7 +160,7 @@ def write_l4s_dataset(out_dir: Path, params: SynthesizeL4SParams) -> dict[str, t
     for (split, n, prior, region, with_masks), seed in zip(plan, seeds):
         rng = np.random.default_rng(seed)
         images, _, meta = generate_split(n, prior, region, rng, scene, return_meta=True, size=params.size,
-                                      object_scale=params.scar_scale)  # type: ignore[arg-type]
+                                         landscape=params.landscape())  # type: ignore[arg-type]
         masks = meta["scar_mask"].astype(np.uint8)
         _write_split(Path(out_dir) / split, l4s_bands(images, meta, rng), masks if with_masks else None)
         summary[split] = (n, int((masks.reshape(n, -1).sum(axis=1) > 0).sum()))

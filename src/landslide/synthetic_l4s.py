@@ -1,11 +1,14 @@
 """Synthetic stand-in for Landslide4Sense 2022, written in its layout (``landslide.l4s``).
 
 The scenes come from the Zindi stand-in's generative model (``landslide.synthetic``) drawn at the
-release's 128 px: the same terrain, land cover, clouds and hard negatives, and the landslide scars
-it draws become the pixel masks, centred on steep ground (the steepest of
-``scar_site_candidates`` random spots: slope failures start on steep slopes). Scars (and their bare look-alikes) are drawn ``scar_scale`` times
-as long and wide as in the Zindi model, whose objects keep their pixel size at 128 px and would
-cover under 1 % of the pixels; the release's landslides cover about 2 % (L4S paper, Fig. 3). The 14 bands are made from that scene:
+release's 128 px: the same terrain, land cover and hard negatives, and the landslide scars it draws
+become the pixel masks. Its ``Landscape`` follows the release where the two differ: scars (and
+their bare look-alikes) ``scar_scale`` times as long and wide as in the Zindi model, whose objects
+keep their pixel size at 128 px and would cover under 1 % of the pixels (the release's landslides
+cover about 2 %, L4S paper, Fig. 3); scars centred on the steepest of ``scar_site_candidates``
+random spots (slope failures start on steep slopes); more forest (``vegetation_offset``); and the
+light haze of clear days (``haze_blue``) instead of the Zindi stand-in's moist haze after the
+rains. The 14 bands are made from that scene:
 
 * B2, B3, B4, B8 are the model's blue, green, red and near infrared; the other Sentinel-2 bands
   are mixtures of those four that follow the spectra of vegetation, soil and water (red edge

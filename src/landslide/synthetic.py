@@ -883,7 +883,7 @@ def _plan(n: int, prior: float, rng: np.random.Generator) -> tuple[np.ndarray, l
 @overload
 def generate_split(
     n: int, prior: float, region: Region, rng: np.random.Generator, params: SynthesizeParams,
-    *, return_meta: Literal[False] = ..., size: int = ...,
+    *, return_meta: Literal[False] = ..., size: int = ..., landscape: Landscape = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 @overload
 def generate_split(

@@ -21,7 +21,7 @@ measured quantities:
 It leaves out the CUDA context and cuDNN workspaces (add about 1 GB) and allocator fragmentation.
 
 ``--fig5``: per Fig. 5 backbone (experiments/fig5.yaml rows over the paper preset), parameters,
-embedding width and seconds per real training step (landslide.train.TrainStep, Adam) at ``--batch``.
+embedding width and seconds per real training step (landslide_dvc.core.training.TrainStep, Adam) at ``--batch``.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from pathlib import Path
 
 import torch
 
-from landslide.augment import AugmentParams, BatchAugment
-from landslide.bands import RAW_BANDS
-from landslide.experiments import load_preset, load_table
-from landslide.model import ModelParams, create_model, resize_input
-from landslide.params import load_params, parse_section
-from landslide.train import TrainStep
+from landslide_dvc.core.augment import AugmentParams, BatchAugment
+from landslide_dvc.core.bands import RAW_BANDS
+from landslide_dvc.core.model import ModelParams, create_model, resize_input
+from landslide_dvc.core.params import load_params, parse_section
+from landslide_dvc.core.training import TrainStep
+from landslide_dvc.experiments import load_preset, load_table
 
 GiB = 1024**3
 PAPER_IMAGES_PER_EPOCH = 7147 + 6275  # the Zindi training patches + SMOTE's 5 per landslide (1,255 x 5)

@@ -1,14 +1,14 @@
-"""Scene prediction throughput: `landslide predict` on a synthetic 12-band GeoTIFF against the bare forward pass.
+"""Scene prediction throughput: `landslide-dvc predict` on a synthetic 12-band GeoTIFF against the bare forward pass.
 
     python bench/predict_scene.py [--bundle models/bundle] [--size 4096] [--stride 32] [--device auto]
                                   [--batch-size 256] [--figure docs/predict_map.png] [--workdir DIR]
 
-The scene is a mosaic of the synthetic stand-in's test patches (landslide.synthetic: Sentinel-2
+The scene is a mosaic of the synthetic stand-in's test patches (landslide_dvc.formats.synthetic: Sentinel-2
 digital numbers and Sentinel-1 dB, the archive's own scales) on a 10 m UTM grid, with a no-data
 corner (nodata value and NaN) that must stay unscored. It is scored with the bundle exactly as
-`landslide predict SCENE.tif` does (strip reading, no-data masking, the bundle's preprocessing,
+`landslide-dvc predict SCENE.tif` does (strip reading, no-data masking, the bundle's preprocessing,
 fold networks + heads, per-pixel averaging, GeoTIFF + GeoJSON writing). The baseline sends the
-same windows, already preprocessed, through each fold network with `landslide.inference.predict`
+same windows, already preprocessed, through each fold network with `landslide_dvc.core.inference.predict`
 (the forward path of `extract_embeddings`, features included, same TTA and batch size). Last
 line: `ratio: X` = predict time / bare forward time (goal <= 1.2). ``--figure`` writes a PNG of
 the scene's RGB with the predicted probability over it.
@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landslide.bands import BAND_INDEX, N_RAW_BANDS, PATCH_SIZE
-from landslide.bundle import Bundle, load_bundle
-from landslide.inference import predict, select_device
-from landslide.predict import open_scene, score_scene, strip_windows, window_offsets, write_scene_outputs
-from landslide.synthetic import SynthesizeParams, generate_split
+from landslide_dvc.core.bands import BAND_INDEX, N_RAW_BANDS, PATCH_SIZE
+from landslide_dvc.core.devices import select_device
+from landslide_dvc.core.inference import predict
+from landslide_dvc.formats.synthetic import SynthesizeParams, generate_split
+from landslide_dvc.serve.bundle import Bundle, load_bundle
+from landslide_dvc.serve.predict import open_scene, score_scene, strip_windows, window_offsets, write_scene_outputs
 
 PIXEL_M = 10.0  # Sentinel-2 10 m bands
 NODATA = -9999.0

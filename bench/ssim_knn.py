@@ -1,4 +1,4 @@
-"""Benchmark: all-pairs SSIM (landslide.ssim.ssim_matrix) against the skimage pair loop.
+"""Benchmark: all-pairs SSIM (landslide_dvc.core.ssim.ssim_matrix) against the skimage pair loop.
 
     python bench/ssim_knn.py [--n-sub 40] [--n-full 1255] [--cold]
 
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from skimage.metrics import structural_similarity
 
-    from landslide import ssim as ssim_mod
-    from landslide.ssim import resolve_data_range, skimage_pair_loop, ssim_matrix
+    from landslide_dvc.core import ssim as ssim_mod
+    from landslide_dvc.core.ssim import resolve_data_range, skimage_pair_loop, ssim_matrix
 
     pairs = lambda n: n * (n - 1) // 2  # noqa: E731
     print(f"machine: {os.cpu_count()} CPU cores, numba threads {numba.get_num_threads()}, "

@@ -2,7 +2,7 @@
 
     python bench/train_throughput.py [--params params.yaml] [--preset paper] [--rounds 5] [--steps 15] [--device auto]
 
-The training step is the real one (landslide.train.TrainStep: batch gathered from an in-memory
+The training step is the real one (landslide_dvc.core.training.TrainStep: batch gathered from an in-memory
 dataset, colour/geometric augmentation, MixUp/CutMix, resize to model.dim, soft-label loss, fused
 Adam). The bare step is forward + backward of an identical model on random tensors of the shape
 the network sees (batch, channels, dim, dim), with no optimiser. Rounds alternate between the two
@@ -19,19 +19,19 @@ import time
 from pathlib import Path
 
 # First: the pipeline's CPU code paths (README, Reliability) are what is measured.
-import landslide  # noqa: F401
+import landslide_dvc  # noqa: F401
 
 # isort: split
 import torch
 
-from landslide.augment import AugmentParams, BatchAugment
-from landslide.bands import RAW_BANDS
-from landslide.channels import channel_names
-from landslide.inference import autocast, select_device, to_memory_format
-from landslide.model import ModelParams, create_model
-from landslide.params import load_params, parse_section
-from landslide.runtime import keep_freed_memory
-from landslide.train import TrainParams, TrainStep
+from landslide_dvc.core.augment import AugmentParams, BatchAugment
+from landslide_dvc.core.bands import RAW_BANDS
+from landslide_dvc.core.channels import channel_names
+from landslide_dvc.core.devices import autocast, select_device, to_memory_format
+from landslide_dvc.core.model import ModelParams, create_model
+from landslide_dvc.core.params import load_params, parse_section
+from landslide_dvc.core.runtime import keep_freed_memory
+from landslide_dvc.core.training import TrainParams, TrainStep
 
 
 def timed(fn, steps: int, device: torch.device) -> float:
@@ -56,7 +56,7 @@ def main() -> None:
 
     params = load_params(args.params)
     if args.preset:
-        from landslide.experiments import load_preset
+        from landslide_dvc.experiments import load_preset
 
         for key, value in load_preset(args.preset).items():
             section, leaf = key.split(".", 1)

@@ -1,11 +1,11 @@
 """DVC stage `explain`: UMAP decision maps (Fig. 6) and band-occlusion importance (Fig. 7)."""
 
-from landslide import paths
-from landslide.cli import run_stage
-from landslide.explain import ExplainParams, run_explain
-from landslide.h5data import load_split
-from landslide.metrics import read_answers
-from landslide.params import read_section
+from landslide_dvc.core.metrics import read_answers
+from landslide_dvc.core.params import read_section
+from landslide_dvc.pipeline import paths
+from landslide_dvc.pipeline.explain import ExplainParams, run_explain
+from landslide_dvc.pipeline.h5data import load_split
+from landslide_dvc.pipeline.stage import run_stage
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
-"""DVC stage `export`: models/bundle/, the pickle-free model bundle that `landslide predict` loads."""
+"""DVC stage `export`: models/bundle/, the pickle-free model bundle that `landslide-dvc predict` loads."""
 
-from landslide import paths
-from landslide.bundle import run_export
-from landslide.cli import run_stage
-from landslide.embeddings import EmbedParams
-from landslide.h5data import load_split
-from landslide.heads import HeadParams
-from landslide.params import get_section, load_params
-from landslide.submit import SubmitParams
+from landslide_dvc.core.inference import EmbedParams
+from landslide_dvc.core.params import get_section, load_params
+from landslide_dvc.pipeline import paths
+from landslide_dvc.pipeline.export import run_export
+from landslide_dvc.pipeline.fit_head import HeadParams
+from landslide_dvc.pipeline.h5data import load_split
+from landslide_dvc.pipeline.stage import run_stage
+from landslide_dvc.pipeline.submit import SubmitParams
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """DVC stage `extract_embeddings`: features and FC probabilities of every fold model."""
 
-from landslide import paths
-from landslide.cli import run_stage
-from landslide.embeddings import EmbedParams, run_extract_embeddings
-from landslide.h5data import load_split
-from landslide.params import read_section
+from landslide_dvc.core.inference import EmbedParams
+from landslide_dvc.core.params import read_section
+from landslide_dvc.pipeline import paths
+from landslide_dvc.pipeline.extract_embeddings import run_extract_embeddings
+from landslide_dvc.pipeline.h5data import load_split
+from landslide_dvc.pipeline.stage import run_stage
 
 
 def main() -> None:

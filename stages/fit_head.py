@@ -1,10 +1,11 @@
 """DVC stage `fit_head@HEAD` (fc, svm or lgbm): a classifier on the fold embeddings, scored."""
 
-from landslide import paths
-from landslide.cli import head_argument, run_stage
-from landslide.h5data import load_split
-from landslide.heads import HeadParams, check_head, run_fit_head
-from landslide.params import read_section
+from landslide_dvc.core.heads import check_head
+from landslide_dvc.core.params import read_section
+from landslide_dvc.pipeline import paths
+from landslide_dvc.pipeline.fit_head import HeadParams, run_fit_head
+from landslide_dvc.pipeline.h5data import load_split
+from landslide_dvc.pipeline.stage import head_argument, run_stage
 
 
 def main() -> None:

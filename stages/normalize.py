@@ -2,9 +2,9 @@
 
 import sys
 
-from landslide.cli import run_stage
-from landslide.l4s import L4SParams
-from landslide.normalize import (
+from landslide_dvc.core.params import get_section, load_params
+from landslide_dvc.formats.l4s import L4SParams
+from landslide_dvc.pipeline.normalize import (
     DataParams,
     FoldsParams,
     NormalizeParams,
@@ -12,8 +12,8 @@ from landslide.normalize import (
     run_normalize,
     run_normalize_l4s,
 )
-from landslide.params import get_section, load_params
-from landslide.paths import NORMALIZED_TEST, NORMALIZED_TRAIN, TEST_ANSWERS
+from landslide_dvc.pipeline.paths import NORMALIZED_TEST, NORMALIZED_TRAIN, TEST_ANSWERS
+from landslide_dvc.pipeline.stage import run_stage
 
 
 def main() -> None:

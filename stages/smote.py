@@ -1,10 +1,10 @@
 """DVC stage `smote`: SSIM-based SMOTE images for every fold, the Fig. 4 PNG and class counts."""
 
-from landslide.cli import run_stage
-from landslide.h5data import load_split
-from landslide.params import read_section
-from landslide.paths import NORMALIZED_TRAIN, SMOTE_COUNTS, SMOTE_FIGURE, SMOTE_FILE
-from landslide.smote import SmoteParams, run_smote
+from landslide_dvc.core.params import read_section
+from landslide_dvc.pipeline.h5data import load_split
+from landslide_dvc.pipeline.paths import NORMALIZED_TRAIN, SMOTE_COUNTS, SMOTE_FIGURE, SMOTE_FILE
+from landslide_dvc.pipeline.smote import SmoteParams, run_smote
+from landslide_dvc.pipeline.stage import run_stage
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """DVC stage `stats_baseline`: the reference, LightGBM on per-band patch statistics, on the heads' folds."""
 
-from landslide import paths
-from landslide.cli import run_stage
-from landslide.params import read_section
-from landslide.reference import StatsBaselineParams, run_stats_baseline
+from landslide_dvc.core.params import read_section
+from landslide_dvc.pipeline import paths
+from landslide_dvc.pipeline.stage import run_stage
+from landslide_dvc.pipeline.stats_baseline import StatsBaselineParams, run_stats_baseline
 
 
 def main() -> None:

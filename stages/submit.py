@@ -1,9 +1,9 @@
 """DVC stage `submit`: submissions/submission.csv from the head chosen by submit.head."""
 
-from landslide import paths
-from landslide.cli import run_stage
-from landslide.params import read_section
-from landslide.submit import SubmitParams, run_submit
+from landslide_dvc.core.params import read_section
+from landslide_dvc.pipeline import paths
+from landslide_dvc.pipeline.stage import run_stage
+from landslide_dvc.pipeline.submit import SubmitParams, run_submit
 
 
 def main() -> None:

@@ -1,16 +1,15 @@
 """DVC stage `synthesize`: write the synthetic stand-in dataset in the Zindi layout."""
 
-from landslide.cli import run_stage
-from landslide.io import atomic_path
-from landslide.params import read_section
-from landslide.paths import SYNTHETIC_DIR
-from landslide.synthetic import SynthesizeParams, write_dataset
+from landslide_dvc.core.params import read_section
+from landslide_dvc.formats.synthetic import SynthesizeParams
+from landslide_dvc.pipeline.paths import SYNTHETIC_DIR
+from landslide_dvc.pipeline.stage import run_stage
+from landslide_dvc.pipeline.synthesize import run_synthesize
 
 
 def main() -> None:
     params = read_section(SynthesizeParams, "synthesize")
-    with atomic_path(SYNTHETIC_DIR, directory=True) as tmp:
-        write_dataset(tmp, params)
+    run_synthesize(params, SYNTHETIC_DIR)
     print(f"synthesize: {params.n_train} train / {params.n_test} test patches in {SYNTHETIC_DIR}")
 
 

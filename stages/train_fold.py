@@ -3,13 +3,14 @@
 With train.nproc > 1 this script launches torchrun, which runs it again once per rank.
 """
 
-from landslide import paths
-from landslide.augment import AugmentParams
-from landslide.cli import fold_argument, run_stage
-from landslide.distributed import launch
-from landslide.model import ModelParams
-from landslide.params import get_section, load_params
-from landslide.train import TrainParams, run_train_fold
+from landslide_dvc.core.augment import AugmentParams
+from landslide_dvc.core.distributed import launch
+from landslide_dvc.core.model import ModelParams
+from landslide_dvc.core.params import get_section, load_params
+from landslide_dvc.core.training import TrainParams
+from landslide_dvc.pipeline import paths
+from landslide_dvc.pipeline.stage import fold_argument, run_stage
+from landslide_dvc.pipeline.train_fold import run_train_fold
 
 
 def main() -> None:

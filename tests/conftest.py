@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 # Before numpy and torch load, so that the tests run on the pinned CPU code paths (README, Reliability).
-import landslide  # noqa: F401
+import landslide_dvc  # noqa: F401
 
 # isort: split
 import numpy as np

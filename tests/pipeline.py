@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from conftest import REPO_ROOT
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "requirements.lock", "stages", "src/landslide", "experiments", "presets", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "requirements.lock", "stages", "src/landslide_dvc", "experiments", "presets", ".dvcignore", ".gitignore"]
 
 # Small enough that the whole pipeline runs in about a minute on 2 cores, big enough that every
 # fold has landslides for SMOTE's neighbours and the heads see both classes.

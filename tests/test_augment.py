@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from landslide.augment import (
+from landslide_dvc.core.augment import (
     AugmentParams,
     BatchAugment,
     color_jitter,

@@ -17,13 +17,13 @@ from conftest import REPO_ROOT
 from safetensors.torch import save_file
 from timm.models import adapt_input_conv
 
-from landslide.augment import AugmentParams, BatchAugment
-from landslide.checkpoint import load_fold_model, write_checkpoint
-from landslide.experiments import load_preset, load_table
-from landslide.inference import predict
-from landslide.model import ModelParams, build_model
-from landslide.params import get_section, load_params
-from landslide.train import TrainStep
+from landslide_dvc.core.augment import AugmentParams, BatchAugment
+from landslide_dvc.core.checkpoint import load_fold_model, write_checkpoint
+from landslide_dvc.core.inference import predict
+from landslide_dvc.core.model import ModelParams, build_model
+from landslide_dvc.core.params import get_section, load_params
+from landslide_dvc.core.training import TrainStep
+from landslide_dvc.experiments import load_preset, load_table
 
 pytestmark = pytest.mark.slow
 

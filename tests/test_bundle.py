@@ -1,4 +1,4 @@
-"""The model bundle (`export`) and `landslide predict` on patch folders, Zindi folders and GeoTIFF scenes.
+"""The model bundle (`export`) and `landslide-dvc predict` on patch folders, Zindi folders and GeoTIFF scenes.
 
 A micro pipeline is run in-process once per module (normalize, smote, random-weight fold networks,
 extract_embeddings, fit_head@svm/lgbm, submit, export): the bundle then has to reproduce the
@@ -23,13 +23,15 @@ import torch
 from conftest import REPO_ROOT, make_zindi
 from helpers import files_under, run_stage_script, write_params
 
-from landslide.bundle import MANIFEST, bundle_parts_scores, load_bundle
-from landslide.checkpoint import write_checkpoint
-from landslide.console import main as landslide
-from landslide.errors import DataError
-from landslide.h5data import load_parts
-from landslide.inference import predict
-from landslide.model import ModelParams, create_model, file_sha256
+from landslide_dvc.cli import main as landslide
+from landslide_dvc.core.bundle import MANIFEST
+from landslide_dvc.core.checkpoint import write_checkpoint
+from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.inference import predict
+from landslide_dvc.core.io import file_sha256
+from landslide_dvc.core.model import ModelParams, create_model
+from landslide_dvc.pipeline.h5data import load_parts
+from landslide_dvc.serve.bundle import bundle_parts_scores, load_bundle
 
 N_FOLDS = 5
 
@@ -86,9 +88,9 @@ def micro(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def error_line(err: str) -> str:
-    """The one error line `landslide predict` printed (after any progress-bar output)."""
+    """The one error line `landslide-dvc predict` printed (after any progress-bar output)."""
     lines = [line.split("\r")[-1] for line in err.strip().splitlines()]
-    errors = [line for line in lines if line.startswith("landslide predict: error: ")]
+    errors = [line for line in lines if line.startswith("landslide-dvc predict: error: ")]
     assert len(errors) == 1 and errors[0] == lines[-1], err
     return errors[0]
 
@@ -114,9 +116,9 @@ def test_manifest_records_preprocessing_and_hashes(micro: Path) -> None:
 
 @pytest.mark.parametrize("head", ["svm", "lgbm"])
 def test_bundle_heads_give_fit_heads_scores_on_the_same_embeddings(micro: Path, head: str, tmp_path: Path) -> None:
-    from landslide.bundle import run_export
-    from landslide.heads import HeadParams
-    from landslide.params import read_section
+    from landslide_dvc.core.params import read_section
+    from landslide_dvc.pipeline.export import run_export
+    from landslide_dvc.pipeline.fit_head import HeadParams
 
     out = tmp_path / "bundle"
     cwd = os.getcwd()
@@ -175,8 +177,8 @@ def test_predict_on_the_pipelines_own_test_folder_reproduces_its_submission(buil
     from pipeline import run
 
     out = tmp_path / "submission.csv"
-    result = run(built, sys.executable, "-m", "landslide", "predict", "data/synthetic", "--out", str(out))
-    assert "landslide predict: 30 submission rows" in result.stdout  # MICRO's n_test rows, the repeat included
+    result = run(built, sys.executable, "-m", "landslide_dvc", "predict", "data/synthetic", "--out", str(out))
+    assert "landslide-dvc predict: 30 submission rows" in result.stdout  # MICRO's n_test rows, the repeat included
     assert out.read_text() == (built / "submissions/submission.csv").read_text()
 
 
@@ -403,7 +405,7 @@ def test_skops_head_bytes_depend_only_on_the_head() -> None:
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from landslide.bundle import SKOPS_TRUSTED, canonical_skops
+    from landslide_dvc.core.heads import SKOPS_TRUSTED, canonical_skops
 
     rng = np.random.default_rng(0)
     features, labels = rng.normal(size=(40, 6)), np.repeat([0, 1], 20)

@@ -7,8 +7,8 @@ import pytest
 from skimage.feature import canny
 from skimage.filters import sobel
 
-from landslide.bands import BAND_INDEX
-from landslide.channels import (
+from landslide_dvc.core.bands import BAND_INDEX
+from landslide_dvc.core.channels import (
     EDGE_CHANNELS,
     INDEX_CHANNELS,
     channel_names,
@@ -16,7 +16,7 @@ from landslide.channels import (
     derive_channels,
     raw_to_channels,
 )
-from landslide.errors import DataError
+from landslide_dvc.core.errors import DataError
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import pytest
 from conftest import make_zindi, write_csv
 from helpers import files_under, run_stage_script, write_params
 
-from landslide.data import index_npy_files, load_images, load_patch, read_index
-from landslide.errors import DataError
+from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.patches import index_npy_files, load_images, load_patch
+from landslide_dvc.formats.zindi import read_index
 
 
 def test_loader_reads_layout_nested_and_float64(tmp_path: Path) -> None:

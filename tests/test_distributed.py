@@ -22,15 +22,17 @@ import yaml
 from pipeline import copy_repo, dvc, env, stages_run
 from test_train import AUGMENT, MODEL, TRAIN, synthetic_for, tiny_split
 
-from landslide.checkpoint import load_fold_model
-from landslide.distributed import Ranks, rank_threads
-from landslide.errors import ParamError
-from landslide.folds import fold_data
-from landslide.h5data import load_split
-from landslide.inference import predict
-from landslide.metrics import f1
-from landslide.params import parse_section
-from landslide.train import TrainParams, rank_share, run_config, train_fold
+from landslide_dvc.core.checkpoint import load_fold_model
+from landslide_dvc.core.distributed import Ranks, rank_threads
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.inference import predict
+from landslide_dvc.core.loop import rank_share
+from landslide_dvc.core.metrics import f1
+from landslide_dvc.core.params import parse_section
+from landslide_dvc.core.training import TrainParams, train_fold
+from landslide_dvc.pipeline.folds import fold_data
+from landslide_dvc.pipeline.h5data import load_split
+from landslide_dvc.pipeline.train_fold import run_config
 
 # sha256 of the weights and validation probabilities of the tiny run below, recorded with the code
 # before train.nproc existed (torch 2.14.1+cu130, AVX2 CPU, 1 thread). AVX-512 CPUs reproduce it

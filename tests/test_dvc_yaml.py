@@ -11,27 +11,46 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "src" / "landslide"
+SRC = ROOT / "src"
+PACKAGE = SRC / "landslide_dvc"
 # Plumbing that shapes error messages and file handling, never results (see dvc.yaml's header).
-PLUMBING = {"cli", "errors", "io", "params", "paths"}
+PLUMBING = {"core/errors", "core/io", "core/params", "pipeline/paths", "pipeline/stage"}
 # What every stage's bytes depend on besides its own code: the exact package versions and the
 # CPU code-path pins that importing the package sets (README, Reliability).
-EVERY_STAGE = ["requirements.lock", "src/landslide/__init__.py"]
+EVERY_STAGE = ["requirements.lock", "src/landslide_dvc/__init__.py"]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 # The Landslide4Sense pipeline runs in l4s/: its deps name the code as ../stages and ../src.
 L4S_STAGES = yaml.safe_load((ROOT / "l4s" / "dvc.yaml").read_text())["stages"]
 
 
+def module_file(dotted: str) -> Path | None:
+    """The source file of a package module (``landslide_dvc.core.model`` -> .../core/model.py)."""
+    path = SRC.joinpath(*dotted.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return path / "__init__.py" if (path / "__init__.py").is_file() else None
+
+
+def module_key(path: Path) -> str:
+    """``core/model`` for src/landslide_dvc/core/model.py."""
+    return path.relative_to(PACKAGE).with_suffix("").as_posix()
+
+
 def landslide_imports(path: Path) -> set[str]:
-    """Package modules that a file imports, at module level or inside functions."""
+    """Package modules that a file imports, at module level or inside functions (as ``core/model``)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "landslide":
-            parts = node.module.split(".")
-            found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "landslide_dvc":
+            for alias in node.names:  # `from landslide_dvc.pipeline import paths` names a module
+                if (sub := module_file(f"{node.module}.{alias.name}")) is not None:
+                    found.add(module_key(sub))
+            if (file := module_file(node.module)) is not None and file.name != "__init__.py":
+                found.add(module_key(file))
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("landslide.")}
-    return {m for m in found if (PACKAGE / f"{m}.py").is_file()}
+            for alias in node.names:
+                if alias.name.startswith("landslide_dvc.") and (file := module_file(alias.name)) is not None:
+                    found.add(module_key(file))
+    return {m for m in found if not m.endswith("__init__")}
 
 
 def module_closure(modules: set[str]) -> set[str]:
@@ -45,15 +64,30 @@ def module_closure(modules: set[str]) -> set[str]:
     return seen
 
 
+def declared_modules(deps: list[str], prefix: str) -> set[str]:
+    return {
+        Path(d[len(prefix):]).with_suffix("").as_posix()
+        for d in deps
+        if str(d).startswith(prefix) and not str(d).endswith("__init__.py")
+    }
+
+
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_stage_declares_every_module_it_runs(stage: str) -> None:
     body = STAGES[stage].get("do", STAGES[stage])
     script = ROOT / "stages" / f"{stage}.py"
     assert f"stages/{stage}.py" in body["deps"]
     used = module_closure(landslide_imports(script)) - PLUMBING
-    declared = {Path(d).stem for d in body["deps"] if str(d).startswith("src/landslide/")} - {"__init__"}
+    declared = declared_modules(body["deps"], "src/landslide_dvc/")
     assert used - declared == set(), f"{stage}: add these to its deps in dvc.yaml"
     assert declared - used == set(), f"{stage}: declares modules it never imports"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_code_lives_in_the_pipeline_module_of_its_name(stage: str) -> None:
+    # a newcomer finds a stage's code by its stage name: stages/<stage>.py -> pipeline/<stage>.py
+    assert (PACKAGE / "pipeline" / f"{stage}.py").is_file()
+    assert f"pipeline/{stage}" in landslide_imports(ROOT / "stages" / f"{stage}.py")
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -77,7 +111,7 @@ def test_l4s_stage_declares_every_module_it_runs(stage: str) -> None:
     script_name = re.search(r"python \.\./stages/(\w+)\.py", body["cmd"]).group(1)
     assert f"../stages/{script_name}.py" in body["deps"]
     used = module_closure(landslide_imports(ROOT / "stages" / f"{script_name}.py")) - PLUMBING
-    declared = {Path(d).stem for d in body["deps"] if str(d).startswith("../src/landslide/")} - {"__init__"}
+    declared = declared_modules(body["deps"], "../src/landslide_dvc/")
     assert used - declared == set(), f"l4s/dvc.yaml {stage}: add these to its deps"
     assert declared - used == set(), f"l4s/dvc.yaml {stage}: declares modules it never imports"
     for dep in body["deps"]:
@@ -97,6 +131,13 @@ def test_l4s_params_cover_every_declared_section() -> None:
                 assert rest[0] in params[section], f"l4s/dvc.yaml {name} reads {key}, missing in l4s/params.yaml"
 
 
+def test_layer_packages_hold_no_code() -> None:
+    # `import landslide_dvc.core.x` runs core/__init__.py: it stays a docstring, so no stage needs it as a dep
+    for package in ("core", "formats", "pipeline", "serve"):
+        tree = ast.parse((PACKAGE / package / "__init__.py").read_text())
+        assert all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in tree.body), package
+
+
 def test_closure_sees_function_level_imports() -> None:
-    # train_fold imports h5data inside its entry function; a module-level-only scan would miss it
-    assert "h5data" in module_closure({"train"})
+    # train_fold imports the HDF5 readers inside its entry function; a module-level-only scan would miss them
+    assert "pipeline/h5data" in module_closure({"pipeline/train_fold"})

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from landslide.errors import ParamError
-from landslide.experiments import (
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.experiments import (
     build_report,
     check_keys,
     known_keys,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from landslide.explain import band_occlusion
+from landslide_dvc.pipeline.explain import band_occlusion
 
 
 class OneBandModel(nn.Module):

@@ -10,18 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
-from landslide.embeddings import Part, write_parts
-from landslide.errors import ParamError
-from landslide.heads import (
-    HeadParams,
-    best_threshold,
-    check_head,
-    fit_all_folds,
-    head_metrics,
-    run_fit_head,
-)
-from landslide.metrics import f1
-from landslide.params import parse_section
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.heads import check_head
+from landslide_dvc.core.metrics import best_threshold, f1
+from landslide_dvc.core.params import parse_section
+from landslide_dvc.pipeline.fit_head import HeadParams, fit_all_folds, head_metrics, run_fit_head
+from landslide_dvc.pipeline.h5data import Part, write_parts
 
 PARAMS = HeadParams(
     kernel="rbf", C=1.0, gamma="scale", threshold=0.5, seed=0,
@@ -148,7 +142,7 @@ def test_unknown_head_name() -> None:
 def test_counting_metrics_match_sklearn() -> None:
     from sklearn.metrics import f1_score, precision_score, recall_score
 
-    from landslide.metrics import precision_recall_f1
+    from landslide_dvc.core.metrics import precision_recall_f1
 
     rng = np.random.default_rng(5)
     for _ in range(20):

@@ -16,12 +16,12 @@ from conftest import REPO_ROOT
 from helpers import files_under, run_stage_script
 from pipeline import commit_all, dvc, make_repo, merge, stages_run
 
-from landslide.bands import L4S_BANDS
-from landslide.errors import ParamError
-from landslide.l4s import derive_l4s_channels, l4s_channel_names, labels_from_masks, load_l4s_split
-from landslide.segmentation import pixel_scores
-from landslide.synthetic import OPTICAL_SCALE, Landscape, generate_split, split_rng
-from landslide.synthetic_l4s import SynthesizeL4SParams, write_l4s_dataset
+from landslide_dvc.core.bands import L4S_BANDS
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.segmentation import pixel_scores
+from landslide_dvc.formats.l4s import derive_l4s_channels, l4s_channel_names, labels_from_masks, load_l4s_split
+from landslide_dvc.formats.synthetic import OPTICAL_SCALE, Landscape, generate_split, split_rng
+from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, write_l4s_dataset
 
 N_BANDS = len(L4S_BANDS)
 
@@ -287,7 +287,7 @@ def test_stand_in_is_readable_rescaled_and_deterministic(tmp_path: Path) -> None
 
 
 def test_landscape_places_scars_on_steep_ground_and_sets_the_haze() -> None:
-    from landslide.synthetic import SynthesizeParams
+    from landslide_dvc.formats.synthetic import SynthesizeParams
 
     params = SynthesizeParams(n_train=40, n_test=2, seed=1, cloud_fraction=0.0)
 
@@ -316,7 +316,7 @@ def test_landscape_places_scars_on_steep_ground_and_sets_the_haze() -> None:
 
 
 def test_zindi_generator_unchanged_by_the_size_option() -> None:
-    from landslide.synthetic import SynthesizeParams
+    from landslide_dvc.formats.synthetic import SynthesizeParams
 
     params = SynthesizeParams(n_train=4, n_test=2, seed=1)
     default, _ = generate_split(4, 0.5, "train", split_rng(1, "train"), params)

@@ -11,16 +11,10 @@ import pytest
 from conftest import make_zindi
 from helpers import files_under, run_stage_script, write_params
 
-from landslide.channels import channel_names
-from landslide.errors import DataError
-from landslide.normalize import (
-    FoldsParams,
-    NormalizeParams,
-    apply_statistics,
-    assign_folds,
-    fit_statistics,
-    run_normalize,
-)
+from landslide_dvc.core.channels import channel_names
+from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.scaling import apply_statistics, fit_statistics
+from landslide_dvc.pipeline.normalize import FoldsParams, NormalizeParams, assign_folds, run_normalize
 
 
 def test_standard_statistics_match_numpy() -> None:

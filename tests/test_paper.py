@@ -1,5 +1,5 @@
 """The paper's configuration end to end: the real `dvc repro` of the whole pipeline with the values of
-`python -m landslide.experiments flags paper`, at the paper's shapes, on CPU.
+`python -m landslide_dvc.experiments flags paper`, at the paper's shapes, on CPU.
 
 Only what must shrink is overridden: a few dozen patches, one epoch, a small batch. The model is the
 real tf_efficientnetv2_l at 256 px with model.pretrained: true and model.checkpoint pointing at an
@@ -28,7 +28,7 @@ from pipeline import dvc, env, make_repo, stages_run
 from safetensors.torch import save_file
 from timm.models import adapt_input_conv
 
-from landslide.checkpoint import load_fold_model
+from landslide_dvc.core.checkpoint import load_fold_model
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +39,9 @@ SHRINK = ["synthesize.n_train=44", "synthesize.n_test=8", "train.epochs=1", "tra
 
 
 def paper_flags() -> list[str]:
-    """`python -m landslide.experiments flags paper`, split as the shell splits `$(...)`."""
+    """`python -m landslide_dvc.experiments flags paper`, split as the shell splits `$(...)`."""
     result = subprocess.run(
-        [sys.executable, "-m", "landslide.experiments", "flags", "paper"],
+        [sys.executable, "-m", "landslide_dvc.experiments", "flags", "paper"],
         cwd=REPO_ROOT,
         env=env(),
         capture_output=True,
@@ -53,7 +53,7 @@ def paper_flags() -> list[str]:
 
 def nested(assignments: list[str]) -> dict:
     """`-S a.b=v` values as a params.yaml mapping, read with YAML 1.2 as DVC reads them."""
-    from landslide.params import parse_yaml
+    from landslide_dvc.core.params import parse_yaml
 
     out: dict = {}
     for item in assignments:

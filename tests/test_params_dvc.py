@@ -3,7 +3,7 @@ with the type DVC meant (YAML 1.2), in every spelling a user may type, and the R
 command loads as typed params.
 
 Only the cheap `synthesize` stage runs: `dvc exp run` writes every -S value into params.yaml
-whatever the target, and the stages read the file with ``landslide.params``.
+whatever the target, and the stages read the file with ``landslide_dvc.core.params``.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ import pytest
 from conftest import REPO_ROOT
 from pipeline import dvc, env, make_repo
 
-from landslide.augment import AugmentParams
-from landslide.embeddings import EmbedParams
-from landslide.experiments import load_preset
-from landslide.explain import ExplainParams
-from landslide.heads import HeadParams
-from landslide.model import ModelParams
-from landslide.normalize import DataParams, FoldsParams, NormalizeParams
-from landslide.params import get_section, load_params
-from landslide.reference import StatsBaselineParams
-from landslide.smote import SmoteParams
-from landslide.submit import SubmitParams
-from landslide.synthetic import SynthesizeParams
-from landslide.train import TrainParams
+from landslide_dvc.core.augment import AugmentParams
+from landslide_dvc.core.inference import EmbedParams
+from landslide_dvc.core.model import ModelParams
+from landslide_dvc.core.params import get_section, load_params
+from landslide_dvc.core.training import TrainParams
+from landslide_dvc.experiments import load_preset
+from landslide_dvc.formats.synthetic import SynthesizeParams
+from landslide_dvc.pipeline.explain import ExplainParams
+from landslide_dvc.pipeline.fit_head import HeadParams
+from landslide_dvc.pipeline.normalize import DataParams, FoldsParams, NormalizeParams
+from landslide_dvc.pipeline.smote import SmoteParams
+from landslide_dvc.pipeline.stats_baseline import StatsBaselineParams
+from landslide_dvc.pipeline.submit import SubmitParams
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,7 @@ def test_dvc_exp_run_values_in_every_yaml_spelling_reach_the_stage_typed(repo: P
 def readme_paper_command() -> str:
     """The README's `dvc exp run -n paper $(...)` line, exactly as a user copies it."""
     text = (REPO_ROOT / "README.md").read_text()
-    match = re.search(r"^dvc exp run -n paper \$\(python -m landslide\.experiments flags paper\).*$", text, re.M)
+    match = re.search(r"^dvc exp run -n paper \$\(python -m landslide_dvc\.experiments flags paper\).*$", text, re.M)
     assert match, "README.md lost its paper command"
     return match.group(0)
 

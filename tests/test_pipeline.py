@@ -85,7 +85,7 @@ def test_head_c_experiment_reruns_only_the_svm_head(built: Path, tmp_path: Path)
 
 def test_queue_two_table3_rows_reuses_the_backbone(built: Path, tmp_path: Path) -> None:
     repo = copy_repo(built, tmp_path / "repo")
-    module = [sys.executable, "-m", "landslide.experiments"]
+    module = [sys.executable, "-m", "landslide_dvc.experiments"]
     run(repo, *module, "queue", "table3", "--only", "t3-svm-c1,t3-svm-c0.5")
     dvc(repo, "queue", "start", "-j", "1")
     deadline = time.time() + 900

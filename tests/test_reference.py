@@ -11,12 +11,12 @@ import pytest
 from conftest import make_zindi
 from helpers import run_stage_script, write_params
 
-from landslide.bands import RAW_BANDS
-from landslide.channels import INDEX_CHANNELS, index_channels
-from landslide.errors import ParamError
-from landslide.normalize import FoldsParams, NormalizeParams, run_normalize
-from landslide.params import parse_section
-from landslide.reference import (
+from landslide_dvc.core.bands import RAW_BANDS
+from landslide_dvc.core.channels import INDEX_CHANNELS, index_channels
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.params import parse_section
+from landslide_dvc.pipeline.normalize import FoldsParams, NormalizeParams, run_normalize
+from landslide_dvc.pipeline.stats_baseline import (
     StatsBaselineParams,
     feature_names,
     patch_statistics,

@@ -20,12 +20,12 @@ import pytest
 from conftest import REPO_ROOT
 from pipeline import env, make_repo
 
-import landslide
+import landslide_dvc
 
 LOCK = REPO_ROOT / "requirements.lock"
-PACKAGE = REPO_ROOT / "src" / "landslide"
+PACKAGE = REPO_ROOT / "src" / "landslide_dvc"
 STAGE_SCRIPTS = sorted((REPO_ROOT / "stages").glob("*.py"))
-PIN_NAMES = sorted(landslide.cpu_pins())
+PIN_NAMES = sorted(landslide_dvc.cpu_pins())
 
 
 def normalized(name: str) -> str:
@@ -59,11 +59,11 @@ def python(code: str, environment: dict[str, str], *args: str) -> str:
 # ------------------------------------------------------------------------------------------
 PINNED_RUNTIME = """
 import json, os
-import landslide
+import landslide_dvc
 import numpy, torch
 from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 print(json.dumps({
-    "env": {name: os.environ.get(name) for name in landslide.cpu_pins()},
+    "env": {name: os.environ.get(name) for name in landslide_dvc.cpu_pins()},
     "numpy_avx512_active": [t for t in __cpu_dispatch__ if t != "X86_V3" and __cpu_features__.get(t)],
     "torch_capability": torch.backends.cpu.get_cpu_capability(),
 }))
@@ -72,7 +72,7 @@ print(json.dumps({
 
 def test_importing_landslide_pins_numpy_and_torch_to_avx2() -> None:
     seen = json.loads(python(PINNED_RUNTIME, without_pins()))
-    assert seen["env"] == landslide.cpu_pins()
+    assert seen["env"] == landslide_dvc.cpu_pins()
     # numpy dispatches none of its AVX-512 targets and ATen runs its AVX2 kernels, whatever the CPU
     assert seen["numpy_avx512_active"] == []
     assert seen["torch_capability"] in {"AVX2", "DEFAULT", "NO AVX"}
@@ -83,12 +83,12 @@ def test_numpy_knows_every_pinned_target() -> None:
     dispatch = python(
         "from numpy._core._multiarray_umath import __cpu_dispatch__; print(*__cpu_dispatch__)", without_pins()
     )
-    assert set(landslide.numpy_avx512_targets().split()) <= set(dispatch.split())
+    assert set(landslide_dvc.numpy_avx512_targets().split()) <= set(dispatch.split())
     assert "X86_V3" in dispatch.split()  # the AVX2 level the pins leave numpy on
 
 
 def test_user_settings_win_and_the_pins_can_be_switched_off() -> None:
-    probe = "import json, os, landslide; print(json.dumps({n: os.environ.get(n) for n in landslide.cpu_pins()}))"
+    probe = "import json, os, landslide_dvc; print(json.dumps({n: os.environ.get(n) for n in landslide_dvc.cpu_pins()}))"
     mine = json.loads(python(probe, {**without_pins(), "ATEN_CPU_CAPABILITY": "default"}))
     assert mine["ATEN_CPU_CAPABILITY"] == "default"
     assert mine["ONEDNN_MAX_CPU_ISA"] == "AVX2"
@@ -100,12 +100,12 @@ def test_no_pins_without_avx2(monkeypatch) -> None:
     # an AVX2 cap means nothing there, and OpenBLAS forced to Haswell kernels would fault
     for name in PIN_NAMES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(landslide, "cpu_has_avx2", lambda: False)
-    landslide.pin_cpu_code_paths()
+    monkeypatch.setattr(landslide_dvc, "cpu_has_avx2", lambda: False)
+    landslide_dvc.pin_cpu_code_paths()
     assert [name for name in PIN_NAMES if name in os.environ] == []
-    monkeypatch.setattr(landslide, "cpu_has_avx2", lambda: True)
-    landslide.pin_cpu_code_paths()
-    assert {name: os.environ[name] for name in PIN_NAMES} == landslide.cpu_pins()
+    monkeypatch.setattr(landslide_dvc, "cpu_has_avx2", lambda: True)
+    landslide_dvc.pin_cpu_code_paths()
+    assert {name: os.environ[name] for name in PIN_NAMES} == landslide_dvc.cpu_pins()
 
 
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
@@ -130,7 +130,7 @@ def first_non_stdlib_import(path: Path) -> str | None:
 def test_every_stage_imports_landslide_before_anything_else(script: Path) -> None:
     # the pins are read once, when numpy/torch load: an import of either before landslide's
     # would run the stage on the machine's own code paths
-    assert first_non_stdlib_import(script) == "landslide"
+    assert first_non_stdlib_import(script) == "landslide_dvc"
 
 
 IMPORT_PROBE = """
@@ -158,7 +158,7 @@ def test_numpy_and_torch_load_with_the_pins_in_place(stage: str) -> None:
         python(IMPORT_PROBE, without_pins(), str(REPO_ROOT / "stages" / f"{stage}.py"), json.dumps(PIN_NAMES))
     )
     assert "numpy" in seen
-    assert all(environment == landslide.cpu_pins() for environment in seen.values()), seen
+    assert all(environment == landslide_dvc.cpu_pins() for environment in seen.values()), seen
 
 
 # ------------------------------------------------------------------------------------------
@@ -167,13 +167,13 @@ def test_numpy_and_torch_load_with_the_pins_in_place(stage: str) -> None:
 def imported_top_level_modules() -> set[str]:
     """Top-level modules that the package and the stage scripts import (module level or inside functions)."""
     found: set[str] = set()
-    for path in [*PACKAGE.glob("*.py"), *STAGE_SCRIPTS]:
+    for path in [*PACKAGE.rglob("*.py"), *STAGE_SCRIPTS]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-    return found - STDLIB - {"landslide"}
+    return found - STDLIB - {"landslide_dvc"}
 
 
 def test_the_lock_pins_every_distribution_the_code_imports() -> None:
@@ -243,12 +243,12 @@ def test_data_stages_give_the_same_bytes_on_one_and_two_threads(tmp_path: Path) 
 # Training: the bytes follow train.threads, not the machine's thread settings
 # ------------------------------------------------------------------------------------------
 TINY_TRAINING = """
-import landslide
+import landslide_dvc
 import dataclasses, sys
 sys.path.insert(0, sys.argv[1])
 import test_distributed as t
-from landslide.folds import fold_data
-from landslide.train import train_fold
+from landslide_dvc.pipeline.folds import fold_data
+from landslide_dvc.core.training import train_fold
 
 split = t.tiny_split()
 params = dataclasses.replace(t.TRAIN, epochs=1, threads=int(sys.argv[2]))

@@ -19,11 +19,11 @@ import yaml
 from conftest import REPO_ROOT
 from pipeline import commit_all, copy_repo, dvc, run
 
-from landslide.errors import ParamError
-from landslide.experiments import load_table, main, parse_shard, shard_rows
-from landslide.inference import GpuLocks, select_device
-from landslide.params import parse_section
-from landslide.train import TrainParams
+from landslide_dvc.core.devices import GpuLocks, select_device
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.params import parse_section
+from landslide_dvc.core.training import TrainParams
+from landslide_dvc.experiments import load_table, main, parse_shard, shard_rows
 
 FAKE_GPUS = ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]
 
@@ -169,7 +169,7 @@ def wait_for_queue(repo: Path, timeout: float = 900) -> str:
 
 
 def report_rows(repo: Path, out: Path) -> dict[str, dict[str, str]]:
-    run(repo, sys.executable, "-m", "landslide.experiments", "report", "tiny", "--csv", str(out))
+    run(repo, sys.executable, "-m", "landslide_dvc.experiments", "report", "tiny", "--csv", str(out))
     with out.open() as fh:
         return {row["Experiment"]: row for row in csv.DictReader(fh)}
 
@@ -191,7 +191,7 @@ def test_two_machines_split_a_table_and_anyone_reports_it(built: Path, tmp_path:
         machine = tmp_path / f"machine{index}"
         run(tmp_path, "git", "clone", "-q", str(git_remote), str(machine))
         dvc(machine, "pull")
-        run(machine, sys.executable, "-m", "landslide.experiments", "queue", "tiny", "--shard", f"{index}/2")
+        run(machine, sys.executable, "-m", "landslide_dvc.experiments", "queue", "tiny", "--shard", f"{index}/2")
         dvc(machine, "queue", "start", "-j", "1")
         machines.append(machine)
     for machine in machines:

@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from landslide.errors import ParamError
-from landslide.h5data import Split, load_synthetic
-from landslide.params import parse_section
-from landslide.smote import SmoteParams, nearest_neighbors, run_smote, smote_fold
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.params import parse_section
+from landslide_dvc.pipeline.h5data import Split, load_synthetic
+from landslide_dvc.pipeline.smote import SmoteParams, nearest_neighbors, run_smote, smote_fold
 
 PARAMS = dict(enabled=True, k=2, n_syn=3, alpha=2.0, beta=2.0, clip_low=0.1, clip_high=0.9, seed=0)
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from landslide.errors import DataError, ParamError
-from landslide.ssim import resolve_data_range, skimage_pair_loop, ssim_matrix
+from landslide_dvc.core.errors import DataError, ParamError
+from landslide_dvc.core.ssim import resolve_data_range, skimage_pair_loop, ssim_matrix
 
 BACKENDS = ["numba", "torch"]
 

@@ -14,8 +14,8 @@ import pytest
 from conftest import make_zindi
 from helpers import run_stage_script, write_params
 
-from landslide.normalize import FoldsParams, NormalizeParams, run_normalize
-from landslide.submit import SubmitParams, run_submit
+from landslide_dvc.pipeline.normalize import FoldsParams, NormalizeParams, run_normalize
+from landslide_dvc.pipeline.submit import SubmitParams, run_submit
 
 
 def prepare(tmp_path: Path, edit: Callable[[Path, dict], None] | None = None, **dataset) -> tuple[Path, dict]:

@@ -1,4 +1,4 @@
-"""Tests of the synthetic stand-in dataset (src/landslide/synthetic.py)."""
+"""Tests of the synthetic stand-in dataset (src/landslide_dvc/formats/synthetic.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from scipy.ndimage import uniform_filter
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import f1_score, roc_auc_score
 
-import landslide
-from landslide.bands import BAND_INDEX, N_RAW_BANDS, PATCH_SIZE, RAW_BANDS
-from landslide.errors import ParamError
-from landslide.params import parse_section
-from landslide.synthetic import (
+import landslide_dvc
+from landslide_dvc.core.bands import BAND_INDEX, N_RAW_BANDS, PATCH_SIZE, RAW_BANDS
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.params import parse_section
+from landslide_dvc.formats.synthetic import (
     HARD_KINDS,
     OPTICAL_SCALE,
     SynthesizeParams,
@@ -38,7 +38,7 @@ ID_RE = re.compile(r"^ID_[A-Z0-9]{6}$")
 FLOOR_DB = -65.7  # no-data / noise-floor value of the SAR bands (the real minimum)
 
 # Per-band mean and standard deviation over the real Zindi training set, as printed by two public
-# solutions; copied from DATA-FORMATS.md ("Value scales"), the project's notes on the real files.
+# solutions; copied from docs/data-formats.md ("Value scales"), the project's notes on the real files.
 REAL_BAND_STATS = {
     "Red": (1832.0, 1331.0),
     "Green": (1919.0, 1261.0),
@@ -249,10 +249,10 @@ def test_different_seed_differs(written: Path, tmp_path: Path) -> None:
 
 
 GOLDEN_SCRIPT = """
-import landslide  # first: it pins numpy's SIMD dispatch before numpy is imported
+import landslide_dvc  # first: it pins numpy's SIMD dispatch before numpy is imported
 import hashlib, sys, tempfile
 from pathlib import Path
-from landslide.synthetic import SynthesizeParams, write_dataset
+from landslide_dvc.formats.synthetic import SynthesizeParams, write_dataset
 
 with tempfile.TemporaryDirectory() as tmp:
     write_dataset(Path(tmp), SynthesizeParams(**{params}), workers=1)
@@ -270,10 +270,10 @@ def test_golden_digest_pins_the_bytes() -> None:
 
     The generation runs in a fresh interpreter that imports ``landslide`` before numpy: numpy's
     float32 exp/log/sin/power are SIMD-dispatched by CPU features (AVX-512 machines round
-    differently from AVX2 ones), and ``landslide/__init__.py`` pins that dispatch through
+    differently from AVX2 ones), and ``landslide_dvc/__init__.py`` pins that dispatch through
     environment variables, which only works before numpy is imported, so never in this process.
     """
-    package_root = str(Path(landslide.__file__).resolve().parents[1])
+    package_root = str(Path(landslide_dvc.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, "-c", GOLDEN_SCRIPT.format(params=GOLDEN_PARAMS)],

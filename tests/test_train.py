@@ -13,15 +13,16 @@ import pytest
 import timm
 import torch
 
-from landslide.augment import AugmentParams
-from landslide.checkpoint import load_checkpoint, load_fold_model, write_checkpoint
-from landslide.errors import DataError, ParamError
-from landslide.folds import fold_data
-from landslide.h5data import Split, SyntheticSet
-from landslide.inference import predict
-from landslide.model import ModelParams, build_model, create_model, file_sha256
-from landslide.resume import ResumeState
-from landslide.train import TrainParams, learning_rates, train_fold
+from landslide_dvc.core.augment import AugmentParams
+from landslide_dvc.core.checkpoint import load_checkpoint, load_fold_model, write_checkpoint
+from landslide_dvc.core.errors import DataError, ParamError
+from landslide_dvc.core.inference import predict
+from landslide_dvc.core.io import file_sha256
+from landslide_dvc.core.model import ModelParams, build_model, create_model
+from landslide_dvc.core.resume import ResumeState
+from landslide_dvc.core.training import TrainParams, learning_rates, train_fold
+from landslide_dvc.pipeline.folds import fold_data
+from landslide_dvc.pipeline.h5data import Split, SyntheticSet
 
 CHANNELS = ["Red", "Green", "Blue", "NIR", "DVV", "DVH", "DDVV", "DDVH", "AVV", "AVH", "ADVV", "ADVH"]
 MODEL = ModelParams(backbone="test_efficientnet", pretrained=False, checkpoint=None, dim=32, drop_rate=0.0)
@@ -283,7 +284,7 @@ def test_weights_of_another_network_are_refused_naming_key_and_file(tmp_path: Pa
 
 
 def test_bad_train_params() -> None:
-    from landslide.params import parse_section
+    from landslide_dvc.core.params import parse_section
 
     good = dataclasses.asdict(TRAIN)
     for change, message in (

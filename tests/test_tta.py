@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from landslide.errors import ParamError
-from landslide.inference import dihedral_views, predict, view_mean
-from landslide.model import ModelParams, create_model
+from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.inference import dihedral_views, predict, view_mean
+from landslide_dvc.core.model import ModelParams, create_model
 
 
 def numpy_dihedral(image: np.ndarray) -> list[np.ndarray]:
@@ -75,8 +75,8 @@ def test_an_unknown_view_count_is_refused() -> None:
 
 
 def test_embed_tta_param_is_validated() -> None:
-    from landslide.embeddings import EmbedParams
-    from landslide.params import parse_section
+    from landslide_dvc.core.inference import EmbedParams
+    from landslide_dvc.core.params import parse_section
 
     with pytest.raises(ParamError, match=r"embed.tta=2 must be 1, 4 or 8"):
         parse_section({"batch_size": 8, "device": "cpu", "tta": 2, "threads": 2}, EmbedParams, "embed")

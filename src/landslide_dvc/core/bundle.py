@@ -1,0 +1,88 @@
+"""The model bundle's files: manifest, sha256 checks and safetensors weights.
+
+The `export` stage writes a bundle (`landslide_dvc.pipeline.export`) and `landslide-dvc predict`
+loads one (`landslide_dvc.serve.bundle`); both go through these definitions of the layout.
+
+Layout:
+  manifest.json          backbone, input size, channel set and recipe, optical scale, normalisation
+                         centre/scale per channel (as `normalize` fitted them), fold count, head,
+                         threshold, TTA views, package version, and the sha256 of every other file
+  folds/fold_K.safetensors   fold K's network weights (safetensors: tensors only, no code)
+  heads/fold_K.skops         svm head: StandardScaler + SVC, skops' secure format
+  heads/fold_K.lgbm.txt      lgbm head: LightGBM's own text model format
+(the fc head is the network's own classifier and has no head files)"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.io import file_sha256
+
+BUNDLE_FORMAT = 1
+
+
+MANIFEST = "manifest.json"
+
+
+CHANNEL_RECIPE = "landslide_dvc.core.channels.raw_to_channels"  # optical / optical_scale, then derived channels
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("landslide-dvc")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def save_weights(state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(path))
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError):
+        raise DataError(
+            f"{path} is not a safetensors file (the bundle loads no pickled weights); re-export with `dvc repro export`"
+        ) from None
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise DataError(f"{path} is not a model bundle (no {MANIFEST}); build one with `dvc repro export`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(f"{manifest_path} is not valid JSON; re-export the bundle with `dvc repro export`") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise DataError(f"{manifest_path} is not a format-{BUNDLE_FORMAT} bundle manifest; re-export the bundle")
+    return manifest
+
+
+def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists exists and matches its sha256."""
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not file.is_file():
+            raise DataError(f"{file} listed in {path / MANIFEST} is missing; re-export the bundle with `dvc repro export`")
+        if file_sha256(file) != expected:
+            raise DataError(
+                f"{file} does not match its sha256 in {path / MANIFEST} (changed or corrupt); refusing the bundle: "
+                f"re-export it with `dvc repro export` or copy it again"
+            )
+    listed = set(manifest["files"])
+    needed = {f["weights"] for f in manifest["folds"]} | {f["head"] for f in manifest["folds"] if "head" in f}
+    if needed - listed:
+        raise DataError(f"{path / MANIFEST} uses {sorted(needed - listed)[0]} without its sha256; re-export the bundle")

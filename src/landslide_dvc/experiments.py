@@ -2,7 +2,7 @@
 
     python -m landslide_dvc.experiments queue table2 [--preset paper] [--dry-run] [--set key=value ...] [--shard 1/2]
     dvc queue start -j 1
-    python -m landslide_dvc.experiments report table2 [--csv out.csv] [--readme]
+    python -m landslide_dvc.experiments report table2 [--csv out.csv] [--docs]
     python -m landslide_dvc.experiments flags paper      # the preset as `-S key=value` arguments
 
 Each row of a table file names an experiment, the parameter overrides that define it (the
@@ -10,7 +10,10 @@ paper's values), optional `demo` overrides used when no preset is given (the CPU
 its small input size), the head whose metrics the table shows, and the paper's figures.
 
 ``--shard i/n`` queues every n-th row starting at the i-th, so n machines sharing the git and DVC
-remotes can each run their part of a table and `dvc exp push` it (README, Scaling out).
+remotes can each run their part of a table and `dvc exp push` it (docs/scaling.md).
+
+``report --docs`` writes the table into its marked block of docs/results.md, the page that holds the
+generated tables, and into README.md where the README carries the same markers (its Table 3 summary).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from landslide_dvc.core.params import parse_yaml
 TABLES_DIR = Path("experiments")
 PRESETS_DIR = Path("presets")
 PARAMS_FILE = Path("params.yaml")
+RESULTS_PAGE = Path("docs/results.md")
 README = Path("README.md")
 HEADS = ("fc", "svm", "lgbm")
 
@@ -382,18 +386,37 @@ def to_csv(header: list[str], body: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-def update_readme(table_name: str, markdown: str, readme: Path = README) -> None:
-    """Replace the text between <!-- report:NAME --> and <!-- /report:NAME --> in the README."""
-    start, end = f"<!-- report:{table_name} -->", f"<!-- /report:{table_name} -->"
-    text = readme.read_text()
+def report_markers(table_name: str) -> tuple[str, str]:
+    """The comments that enclose a table's generated block in the docs and the README."""
+    return f"<!-- report:{table_name} -->", f"<!-- /report:{table_name} -->"
+
+
+def replace_block(path: Path, table_name: str, markdown: str) -> bool:
+    """Replace the text between the table's markers in ``path``; False when the file has no such block."""
+    start, end = report_markers(table_name)
+    text = path.read_text() if path.is_file() else ""
     if start not in text or end not in text:
-        raise LandslideError(f"{readme} has no {start} ... {end} markers for this table")
+        return False
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
-    readme.write_text(f"{before}{start}\n{markdown}{end}{after}")
+    path.write_text(f"{before}{start}\n{markdown}{end}{after}")
+    return True
 
 
-def report(table_name: str, show_json: Path | None, csv_path: Path | None, readme: bool) -> str:
+def update_docs(table_name: str, markdown: str, page: Path = RESULTS_PAGE, copies: tuple[Path, ...] = (README,)) -> None:
+    """Write a table into its block on the results page, and into each copy that has the same markers.
+
+    The results page must hold the block; a copy (the README, which summarises Table 3) is updated
+    only where it carries the markers, so the two never disagree.
+    """
+    if not replace_block(page, table_name, markdown):
+        start, end = report_markers(table_name)
+        raise LandslideError(f"{page} has no {start} ... {end} markers for this table; add them where it belongs")
+    for copy in copies:
+        replace_block(copy, table_name, markdown)
+
+
+def report(table_name: str, show_json: Path | None, csv_path: Path | None, docs: bool) -> str:
     table = load_table(table_name)
     data = json.loads(show_json.read_text()) if show_json else exp_show_json()
     header, body = build_report(table, parse_exp_show(data))
@@ -404,8 +427,8 @@ def report(table_name: str, show_json: Path | None, csv_path: Path | None, readm
         csv_path.write_text(to_csv(header, body))
     else:
         print(to_csv(header, body))
-    if readme:
-        update_readme(table_name, markdown)
+    if docs:
+        update_docs(table_name, markdown)
     return markdown
 
 
@@ -423,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("table")
     r.add_argument("--json", type=Path, help="read this saved `dvc exp show --json` output instead")
     r.add_argument("--csv", type=Path, help="write the CSV here (default: print it after the Markdown)")
-    r.add_argument("--readme", action="store_true", help="also update the table's block in README.md")
+    r.add_argument("--docs", action="store_true",
+                   help="also write the table into its block in docs/results.md (and the README's copy, if any)")
     f = sub.add_parser("flags", help="print a preset as `-S key=value` arguments for `dvc exp run`")
     f.add_argument("preset")
     args = parser.parse_args(argv)
@@ -432,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             queue(args.table, args.preset, args.dry_run, args.set, args.only.split(",") if args.only else None,
                   parse_shard(args.shard) if args.shard else None)
         elif args.command == "report":
-            report(args.table, args.json, args.csv, args.readme)
+            report(args.table, args.json, args.csv, args.docs)
         else:
             known = known_keys()
             values = load_preset(args.preset)

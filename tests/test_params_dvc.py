@@ -1,6 +1,6 @@
 """params.yaml as DVC writes it: values set with the real `dvc exp run -S` come back to the stages
-with the type DVC meant (YAML 1.2), in every spelling a user may type, and the README's paper
-command loads as typed params.
+with the type DVC meant (YAML 1.2), in every spelling a user may type, and the paper command of
+docs/reproduce.md loads as typed params.
 
 Only the cheap `synthesize` stage runs: `dvc exp run` writes every -S value into params.yaml
 whatever the target, and the stages read the file with ``landslide_dvc.core.params``.
@@ -107,16 +107,16 @@ def test_dvc_exp_run_values_in_every_yaml_spelling_reach_the_stage_typed(repo: P
         assert seen == meant and type(seen) is type(meant), (key, typed, seen, meant)
 
 
-def readme_paper_command() -> str:
-    """The README's `dvc exp run -n paper $(...)` line, exactly as a user copies it."""
-    text = (REPO_ROOT / "README.md").read_text()
+def docs_paper_command() -> str:
+    """The `dvc exp run -n paper $(...)` line of docs/reproduce.md, exactly as a user copies it."""
+    text = (REPO_ROOT / "docs" / "reproduce.md").read_text()
     match = re.search(r"^dvc exp run -n paper \$\(python -m landslide_dvc\.experiments flags paper\).*$", text, re.M)
-    assert match, "README.md lost its paper command"
+    assert match, "docs/reproduce.md lost its paper command"
     return match.group(0)
 
 
-def test_readme_paper_command_loads_the_preset_with_its_types(repo: Path) -> None:
-    command = readme_paper_command()
+def test_docs_paper_command_loads_the_preset_with_its_types(repo: Path) -> None:
+    command = docs_paper_command()
     # the shell expands $(...) as the user's would; only the cheap stage runs
     result = subprocess.run(
         ["bash", "-c", f"{command} synthesize"], cwd=repo, env=env(), capture_output=True, text=True, timeout=600

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-# First: the pipeline's CPU code paths (README, Reliability) are what is measured.
+# First: the pipeline's CPU code paths (docs/reliability.md) are what is measured.
 import landslide_dvc  # noqa: F401
 
 # isort: split

@@ -6,7 +6,7 @@ import csv
 import os
 from pathlib import Path
 
-# Before numpy and torch load, so that the tests run on the pinned CPU code paths (README, Reliability).
+# Before numpy and torch load, so that the tests run on the pinned CPU code paths (docs/reliability.md).
 import landslide_dvc  # noqa: F401
 
 # isort: split

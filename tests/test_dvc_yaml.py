@@ -16,7 +16,7 @@ PACKAGE = SRC / "landslide_dvc"
 # Plumbing that shapes error messages and file handling, never results (see dvc.yaml's header).
 PLUMBING = {"core/errors", "core/io", "core/params", "pipeline/paths", "pipeline/stage"}
 # What every stage's bytes depend on besides its own code: the exact package versions and the
-# CPU code-path pins that importing the package sets (README, Reliability).
+# CPU code-path pins that importing the package sets (docs/reliability.md).
 EVERY_STAGE = ["requirements.lock", "src/landslide_dvc/__init__.py"]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 # The Landslide4Sense pipeline runs in l4s/: its deps name the code as ../stages and ../src.

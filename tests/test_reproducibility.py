@@ -184,7 +184,7 @@ def test_the_lock_pins_every_distribution_the_code_imports() -> None:
     assert missing_module == [], f"imported but not installed: {missing_module}"
     distributions = {normalized(d) for m in modules for d in providers[m]}
     locked = locked_versions()
-    assert sorted(distributions - set(locked)) == [], "run `make lock` (README, Development)"
+    assert sorted(distributions - set(locked)) == [], "run `make lock` (docs/development.md)"
     # the tests run in the locked install (README, Quick start): same versions, same bytes
     installed = {d: metadata.version(d) for d in distributions}
     assert {d: v for d, v in installed.items() if locked[d] != v} == {}, (

@@ -268,7 +268,7 @@ def test_golden_digest_pins_the_bytes() -> None:
     """The stand-in's bytes for fixed small params are pinned: a change to the generative model,
     the layout or the file format changes this digest (re-pin it on purpose, saying why).
 
-    The generation runs in a fresh interpreter that imports ``landslide`` before numpy: numpy's
+    The generation runs in a fresh interpreter that imports ``landslide_dvc`` before numpy: numpy's
     float32 exp/log/sin/power are SIMD-dispatched by CPU features (AVX-512 machines round
     differently from AVX2 ones), and ``landslide_dvc/__init__.py`` pins that dispatch through
     environment variables, which only works before numpy is imported, so never in this process.

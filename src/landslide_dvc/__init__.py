@@ -2,11 +2,11 @@
 
 Importing the package pins the CPU code paths of the numerical libraries to x86-64 AVX2, so that
 the same locked versions (requirements.lock) give the same bytes on every x86-64 machine with AVX2,
-with or without AVX-512 (README, Reliability). The libraries choose their SIMD kernels at run time
+with or without AVX-512 (docs/reliability.md). The libraries choose their SIMD kernels at run time
 from the CPU's features, and the kernels round differently: numpy's float32 exp/log/sin/cos/tanh
 under AVX-512 give other last bits than under AVX2, so the synthetic stand-in's bytes, and every
 stage after it, changed between machines. Each library reads its setting once, when it loads, so
-this runs before numpy or torch is imported: every stage script imports ``landslide`` first.
+this runs before numpy or torch is imported: every stage script imports ``landslide_dvc`` first.
 
 A variable the user already set wins; ``LANDSLIDE_PIN_CPU=0`` sets none of them, and neither does a
 CPU without AVX2 (or not x86-64), where the caps could not hold and OpenBLAS would fault.
@@ -48,7 +48,7 @@ def numpy_avx512_targets() -> str:
 
 
 def cpu_pins() -> dict[str, str]:
-    """The environment variables that pin the CPU code paths (README, Reliability)."""
+    """The environment variables that pin the CPU code paths (docs/reliability.md)."""
     return {"NPY_DISABLE_CPU_FEATURES": numpy_avx512_targets(), **TORCH_AND_BLAS_PINS}
 
 

@@ -6,7 +6,7 @@ unpack to a nested train_data/train_data/, so .npy files are searched below each
 following links (DVC's symlink/hardlink cache types). An optional test_labels.csv (ID,label)
 holds the answers of the synthetic test set.
 
-Files are taken as users actually have them (README, "Decisions for real files"): CSV text in
+Files are taken as users actually have them (docs/method.md, "Decisions for real files"): CSV text in
 UTF-8/UTF-16/cp1252, any line ending, comma/semicolon/tab delimited, header names in any case
 and order, extra columns, labels written 1.0; arrays of any real dtype and byte order. A test
 ID listed twice (the real Test.csv lists ID_Q2Q7VF twice) is loaded once and written once per

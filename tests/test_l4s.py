@@ -190,7 +190,7 @@ def test_bad_l4s_input_stops_normalize(case: str, tmp_path: Path, monkeypatch, c
     make_l4s(tmp_path / "data" / "l4s")
     corrupt, expected = BAD_CASES[case]
     corrupt(tmp_path / "data" / "l4s")
-    l4s_params(tmp_path / "params.yaml", data={"dir": "data/l4s"}, folds={"n_splits": 2})
+    l4s_params(tmp_path / "params.yaml", data={"dir": "data/l4s"}, folds={"ids": [0, 1]})
     before = files_under(tmp_path)
     code, err = run_stage_script("normalize", tmp_path, monkeypatch, capsys)
     assert code == 1
@@ -210,7 +210,7 @@ def test_zindi_channel_set_is_refused_for_l4s(tmp_path: Path, monkeypatch, capsy
 
 def test_normalize_writes_labels_from_masks_and_the_masks(tmp_path: Path, monkeypatch, capsys) -> None:
     masks = make_l4s(tmp_path / "data" / "l4s", n_train=12, n_valid=4)
-    l4s_params(tmp_path / "params.yaml", data={"dir": "data/l4s"}, folds={"n_splits": 2},
+    l4s_params(tmp_path / "params.yaml", data={"dir": "data/l4s"}, folds={"ids": [0, 1]},
                l4s={"min_pixels": 4}, normalize={"channels": 17})
     code, err = run_stage_script("normalize", tmp_path, monkeypatch, capsys)
     assert code == 0, err
@@ -333,7 +333,7 @@ def test_zindi_generator_unchanged_by_the_size_option() -> None:
 # ---------------------------------------------------------------------------------------------
 L4S_MICRO = {
     "synthesize_l4s": {"n_train": 40, "n_valid": 12, "n_test": 4, "size": 64},
-    "folds": {"n_splits": 5},
+    "folds": {"ids": [0, 1, 2, 3, 4]},
     "smote": {"k": 2, "n_syn": 1},
     "model": {"backbone": "test_efficientnet", "dim": 32},
     "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 64},

@@ -54,7 +54,7 @@ def test_folds_are_stratified_shuffled_and_seeded() -> None:
 
 
 def test_folds_need_enough_images_per_class() -> None:
-    with pytest.raises(DataError, match="at least folds.n_splits=5"):
+    with pytest.raises(DataError, match="at least 5 images for 5 stratified folds"):
         assign_folds(np.array([1, 1, 0, 0, 0, 0, 0], dtype=np.int8), 5, seed=0)
 
 
@@ -64,7 +64,7 @@ def test_run_normalize_writes_splits(tmp_path: Path, channels: int, method: str)
     root = tmp_path / "zindi"
     info = make_zindi(root, n_train=20, n_test=6, n_pos=6)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams(method, channels), FoldsParams(3, 0), out / "train.h5", out / "test.h5", out / "answers.csv", optical_scale=10000.0)
+    run_normalize(root, NormalizeParams(method, channels), FoldsParams(list(range(3)), 0), out / "train.h5", out / "test.h5", out / "answers.csv", optical_scale=10000.0)
     with h5py.File(out / "train.h5") as h5:
         images = h5["images"][()]
         assert images.shape == (20, channels, 64, 64) and images.dtype == np.float32
@@ -100,7 +100,7 @@ def test_statistics_come_from_training_images_only(tmp_path: Path) -> None:
         patch[..., 4:] += 100.0
         np.save(path, patch)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=10000.0)
+    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(list(range(2)), 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=10000.0)
     with h5py.File(out / "a.h5") as train, h5py.File(out / "b.h5") as test:
         assert abs(train["images"][()].mean()) < 0.05
         assert test["images"][:, 4:].mean() > 10
@@ -110,7 +110,7 @@ def test_dataset_without_answers_gives_header_only(tmp_path: Path) -> None:
     root = tmp_path / "zindi"
     info = make_zindi(root, answers=False, sample=False)
     out = tmp_path / "out"
-    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=10000.0)
+    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(list(range(2)), 0), out / "a.h5", out / "b.h5", out / "c.csv", optical_scale=10000.0)
     assert (out / "c.csv").read_text() == "ID,label\n"
     with h5py.File(out / "b.h5") as h5:
         assert [s.decode() for s in h5["submission_ids"][()]] == info["test_ids"]  # Test.csv's order
@@ -125,7 +125,7 @@ def test_digital_numbers_with_scale_10000_equal_reflectance_with_scale_1(tmp_pat
         make_zindi(root, n_train=12, n_test=5, n_pos=4, seed=3, optical_scale=scale, dtype=dtype, nested=scale > 1)
         out = tmp_path / f"out_{name}"
         run_normalize(
-            root, NormalizeParams("standard", 20), FoldsParams(2, 0), out / "train.h5", out / "test.h5", out / "a.csv",
+            root, NormalizeParams("standard", 20), FoldsParams(list(range(2)), 0), out / "train.h5", out / "test.h5", out / "a.csv",
             optical_scale=scale,
         )
         outputs[name] = out

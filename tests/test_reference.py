@@ -33,7 +33,7 @@ def normalized(tmp_path: Path, channels: int = 12, method: str = "standard", ans
     info = make_zindi(root, answers=answers, **dataset)
     out = tmp_path / f"n{channels}{method}"
     run_normalize(
-        root, NormalizeParams(method, channels), FoldsParams(3, 0), out / "train.h5", out / "test.h5", out / "answers.csv",
+        root, NormalizeParams(method, channels), FoldsParams(list(range(3)), 0), out / "train.h5", out / "test.h5", out / "answers.csv",
         optical_scale=dataset.get("optical_scale", 10000.0),
     )
     return out, info

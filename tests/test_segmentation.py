@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,28 @@ def test_seg_nproc_must_come_from_torchrun() -> None:
                       out_metrics=Path("y"), out_examples=Path("z"), live_dir=Path("w"), resume_dir=None)
     with pytest.raises(ParamError, match="seg.nproc=0 must be >= 1"):
         dataclasses.replace(TINY, nproc=0).validate()
+
+
+@pytest.mark.slow
+def test_train_seg_stage_trains_with_two_processes_under_torchrun(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`seg.nproc: 2`: the stage script launches torchrun; rank 0 alone reports and writes, once."""
+    from conftest import REPO_ROOT
+    from helpers import run_stage_script
+    from test_l4s import l4s_params, make_l4s
+
+    make_l4s(tmp_path / "data" / "l4s", n_train=16, n_valid=4, size=32)
+    seg = {"encoder": "tu-test_efficientnet", "encoder_depth": 3, "decoder_channels": [16, 8, 4], "epochs": 2,
+           "batch_size": 8, "eval_batch_size": 8, "n_examples": 2, "nproc": 2, "threads": 2, "device": "cpu"}
+    l4s_params(tmp_path / "params.yaml", data={"dir": "data/l4s"}, folds={"ids": [0, 1]}, seg=seg)
+    code, err = run_stage_script("normalize", tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "train_seg.py")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("train_seg: ValidData pixel precision") == 1, result.stdout
+    assert result.stderr.count("train_seg epoch 2/2: lr=") == 1  # rank 0 alone logs the epochs
+    metrics = json.loads((tmp_path / "metrics" / "seg.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["val_images"] == 4
+    assert torch.load(tmp_path / "models" / "seg" / "unet.pt", weights_only=True)["meta"]["in_chans"] == 14
+    assert len((tmp_path / "dvclive" / "train_seg" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()) == 3
+    assert (tmp_path / "models" / "resume" / "seg" / "complete.json").is_file()

@@ -24,7 +24,7 @@ def prepare(tmp_path: Path, edit: Callable[[Path, dict], None] | None = None, **
     if edit is not None:
         edit(root, info)
     out = tmp_path / "n"
-    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(2, 0), out / "train.h5", out / "test.h5", out / "answers.csv", optical_scale=10000.0)
+    run_normalize(root, NormalizeParams("standard", 12), FoldsParams(list(range(2)), 0), out / "train.h5", out / "test.h5", out / "answers.csv", optical_scale=10000.0)
     scores = np.linspace(0.05, 0.95, 9)
     with h5py.File(tmp_path / "svm.h5", "w") as h5:
         h5.attrs["threshold"] = 0.5

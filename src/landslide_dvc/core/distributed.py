@@ -167,14 +167,18 @@ class Ranks:
         if self.parallel and dist.is_initialized():
             dist.destroy_process_group()
 
-    def wrap(self, model: nn.Module) -> nn.Module:
-        """The module the optimisation step calls: DDP (averaging gradients) when there are ranks."""
+    def wrap(self, model: nn.Module, *, unused_parameters: bool = False) -> nn.Module:
+        """The module the optimisation step calls: DDP (averaging gradients) when there are ranks.
+
+        ``unused_parameters``: the model has parameters no forward uses (a timm encoder cut to a
+        shallower U-Net depth keeps its deeper stages), which DDP must be told to skip.
+        """
         if not self.parallel:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.comm_device] if self.comm_device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=unused_parameters)
 
     def shard(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
         """This rank's contiguous part of every global batch (an even number of images, for MixUp/CutMix)."""

@@ -214,7 +214,7 @@ def train_unet(
     model = prepare_model(build_unet(params, in_chans=data.train_images.shape[1]), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     scheduler = make_scheduler(optimizer, "cosine", params.epochs)
-    step = SegStep(ranks.wrap(model), optimizer, make_loss(params), params.flips, device)
+    step = SegStep(ranks.wrap(model, unused_parameters=True), optimizer, make_loss(params), params.flips, device)
     images = torch.from_numpy(np.ascontiguousarray(data.train_images))
     masks = torch.from_numpy(data.train_masks.astype(np.float32))[:, None]
 

@@ -19,7 +19,7 @@ def fold_data(train: Split, synthetic: SyntheticSet, fold: int) -> FoldData:
     """Assemble fold ``fold``; refuses any overlap between validation and training sources."""
     assert train.labels is not None and train.fold is not None
     if not (train.fold == fold).any():
-        raise DataError(f"fold {fold} has no images in train.h5 (folds 0..{int(train.fold.max())}); check folds.n_splits")
+        raise DataError(f"fold {fold} has no images in train.h5 (folds 0..{int(train.fold.max())}); check folds.ids")
     in_val = train.fold == fold
     val_ids = [i for i, v in zip(train.ids, in_val) if v]
     val_set = set(val_ids)

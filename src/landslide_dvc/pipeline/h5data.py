@@ -121,7 +121,7 @@ def load_synthetic(path: str | Path, fold: int) -> SyntheticSet:
         name = f"fold_{fold}"
         if name not in h5:
             raise DataError(
-                f"{path} has no group {name} (it was made for folds.n_splits={h5.attrs.get('n_splits')}); "
+                f"{path} has no group {name} (it was made for {h5.attrs.get('n_splits')} folds, folds.ids); "
                 f"rerun `dvc repro smote`"
             )
         group = h5[name]

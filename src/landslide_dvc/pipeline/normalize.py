@@ -77,13 +77,24 @@ class NormalizeParams:
 
 @dataclass(frozen=True)
 class FoldsParams:
-    """`folds:` section."""
+    """`folds:` section: the fold ids 0..K-1 of a stratified K-fold split.
 
-    n_splits: int
+    dvc.yaml makes one `train_fold` stage per id (`foreach: ${folds.ids}`), so the fold count is
+    written once, here.
+    """
+
+    ids: list[int]
     seed: int
 
+    @property
+    def n_splits(self) -> int:
+        return len(self.ids)
+
     def validate(self) -> None:
-        require(self.n_splits >= 2, f"folds.n_splits={self.n_splits} must be >= 2")
+        require(
+            len(self.ids) >= 2 and list(self.ids) == list(range(len(self.ids))),
+            f"folds.ids={list(self.ids)} must be 0, 1, ..., K-1 with K >= 2 (one train_fold stage per fold)",
+        )
 
 
 def check_data_dir(data_dir: str, repo_root: Path | None = None) -> Path:
@@ -104,7 +115,7 @@ def assign_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
     if counts.min() < n_splits:
         raise DataError(
             f"Train.csv has {counts[1]} landslide and {counts[0]} other images; each class needs at "
-            f"least folds.n_splits={n_splits} images for stratified folds: add data or lower folds.n_splits"
+            f"least {n_splits} images for {n_splits} stratified folds (folds.ids): add data or use fewer folds"
         )
     fold = np.empty(len(labels), dtype=np.int8)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)

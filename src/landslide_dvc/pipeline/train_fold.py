@@ -67,7 +67,7 @@ def run_train_fold(
     assert train.fold is not None
     n_splits = int(train.attrs.get("n_splits", int(train.fold.max()) + 1))
     if not 0 <= fold < n_splits:
-        raise ParamError(f"--fold {fold} is out of range for folds.n_splits={n_splits}; use 0..{n_splits - 1}")
+        raise ParamError(f"--fold {fold} is out of range for the {n_splits} folds of train.h5 (folds.ids); use 0..{n_splits - 1}")
     synthetic = load_synthetic(smote_path, fold)
     if len(synthetic) and synthetic.images.shape[1:] != train.images.shape[1:]:
         raise DataError(f"{smote_path} images {synthetic.images.shape[1:]} do not match {train_path}; rerun `dvc repro smote`")

@@ -30,7 +30,7 @@ def split_for_segmentation(train: Any, test: Any, train_masks: np.ndarray | None
                        str(test.attrs.get("split", "test split")))
     n_splits = int(train.fold.max()) + 1
     if params.val_fold >= n_splits:
-        raise ParamError(f"seg.val_fold={params.val_fold} must be below folds.n_splits={n_splits}")
+        raise ParamError(f"seg.val_fold={params.val_fold} must be one of the {n_splits} folds (folds.ids)")
     held = train.fold == params.val_fold
     return SegData(train.images[~held], train_masks[~held], train.images[held], train_masks[held],
                    [i for i, h in zip(train.ids, held) if h], train.channels, f"TrainData fold {params.val_fold}")

@@ -217,3 +217,15 @@ def test_every_section_of_the_repository_parses_with_the_annotated_types() -> No
                 if isinstance(params[section][field.name], int) and "float" in str(field.type):
                     if not isinstance(params[section][field.name], bool):
                         assert type(value) is float, (section, field.name, value)
+
+
+def test_sections_stay_dataclasses_that_check_types_when_built_in_code() -> None:
+    train = parse("train", {})
+    assert dataclasses.is_dataclass(train) and dataclasses.asdict(train) == base("train")
+    assert dataclasses.replace(train, lr=1).lr == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        train.lr = 0.1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="lr"):  # pydantic's ValidationError: a bug in the calling code, not params.yaml
+        dataclasses.replace(train, lr="0.1")
+    with pytest.raises(ValueError, match="unexpected"):
+        TrainParams(**{**dataclasses.asdict(train), "learning_rate": 0.1})

@@ -11,7 +11,6 @@ which the training loop reseeds per epoch (deterministic and resumable).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +18,10 @@ from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
 from landslide_dvc.core.bands import rgb_names
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 
 
-@dataclass(frozen=True)
+@params_section
 class AugmentParams:
     """`augment:` section (Table 2: Mixup and CutMix columns; colour/geometric always on in the paper)."""
 

@@ -13,7 +13,6 @@ rotations). A patch has no preferred orientation, so the views are equally valid
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from landslide_dvc.core.devices import Device, autocast, to_memory_format
 from landslide_dvc.core.errors import ParamError
 from landslide_dvc.core.model import embed, resize_input
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 
 TTA_VIEWS = (1, 4, 8)
 
@@ -91,7 +90,7 @@ def predict(
     return prob, features_out
 
 
-@dataclass(frozen=True)
+@params_section
 class EmbedParams:
     """`embed:` section."""
 

@@ -25,12 +25,12 @@ from torch import nn  # noqa: E402
 
 from landslide_dvc.core.errors import ParamError  # noqa: E402
 from landslide_dvc.core.io import file_sha256
-from landslide_dvc.core.params import require  # noqa: E402
+from landslide_dvc.core.params import params_section, require  # noqa: E402
 
 NUM_CLASSES = 2
 
 
-@dataclass(frozen=True)
+@params_section
 class ModelParams:
     """`model:` section."""
 

@@ -4,9 +4,12 @@ params.yaml is read with YAML 1.2 rules (ruamel.yaml, the library DVC itself use
 `dvc exp run -S` values), so every value DVC accepts comes back with the type DVC meant: under
 PyYAML's YAML 1.1 rules `1e-06` would be a string and `no` a boolean.
 
-Each stage describes the sections it reads as frozen dataclasses; ``parse_section``
-turns the YAML mapping into that dataclass and rejects unknown keys, missing keys,
-wrong types and out-of-range values with one line naming ``section.key``.
+Each stage describes the sections it reads as ``@params_section`` classes: frozen pydantic
+dataclasses in strict mode, so a YAML int widens to a float field (``lr: 1`` is 1.0) and nothing
+else converts (``true`` is not an int, ``1`` not a bool, ``"3"`` not a number).
+``parse_section`` turns the YAML mapping into such a class and rejects unknown keys, missing keys,
+wrong types and out-of-range values (the class's ``validate()``) with one line naming
+``section.key``. ``dataclasses.asdict`` and ``dataclasses.replace`` work on them as on any dataclass.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+import pydantic
+from pydantic import ConfigDict, ValidationError, ValidatorFunctionWrapHandler
+from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from typing_extensions import dataclass_transform
 
 from landslide_dvc.core.errors import ParamError
 
@@ -55,6 +61,24 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     return data
 
 
+@dataclass_transform(frozen_default=True)
+def params_section(cls: type[T]) -> type[T]:
+    """Make ``cls`` a params section: a frozen pydantic dataclass that checks its fields' types strictly."""
+    return pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))(cls)
+
+
+def _exact(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """pydantic matches a Literal by equality, even in strict mode (``12.0`` is ``Literal[12]``'s 12);
+    ``Annotated[Literal[12, ...], Exact]`` also wants the option's type, as for any other field."""
+    result = handler(value)
+    if type(result) is not type(value):
+        raise PydanticCustomError("literal_error", "{value!r} is not an option of the same type", {"value": value})
+    return result
+
+
+Exact = pydantic.WrapValidator(_exact)
+
+
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:
@@ -63,91 +87,50 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if tp is type(None):
         return "null"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if origin in (dict, Mapping):
+    if origin is dict:
         return "a mapping"
     if origin is list:
         return f"a list of {_type_name(get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it (ints widened to float)."""
-    origin = get_origin(tp)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        allowed = get_args(tp)
-        # YAML gives 12 for "12"; bool is an int subclass, so compare types too.
-        for option in allowed:
-            if value == option and type(value) is type(option):
-                return value
-        raise ParamError(f"{where}={value!r} is not allowed; use one of {', '.join(repr(a) for a in allowed)}")
-    if origin in (Union, types.UnionType):
-        errors = []
-        for option in get_args(tp):
-            try:
-                return _coerce(value, option, where)
-            except ParamError as exc:
-                errors.append(exc)
-        raise ParamError(f"{where}={value!r} has the wrong type; expected {_type_name(tp)}")
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ParamError(f"{where}={value!r} has the wrong type; expected null")
-    if dataclasses.is_dataclass(tp):
-        return parse_section(value, tp, where)
-    if origin in (dict, Mapping) or tp is dict:
-        if not isinstance(value, dict):
-            raise ParamError(f"{where}={value!r} has the wrong type; expected a mapping")
-        return dict(value)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ParamError(f"{where}={value!r} has the wrong type; expected {_type_name(tp)}")
-        (item_tp,) = get_args(tp)
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - schema bug, not user input
-        raise TypeError(f"unsupported annotation {tp!r} for {where}")
-    raise ParamError(f"{where}={value!r} has the wrong type; expected {_type_name(tp)}")
+def _one_line(error: Any, cls: type, section: str) -> str:
+    """pydantic's error as ``section.key=value has the wrong type; expected ...`` (or ``is not allowed``)."""
+    name, *path = error["loc"]
+    tp, where = typing.get_type_hints(cls)[name], f"{section}.{name}"
+    for step in path:  # list items; a union's members are named in the loc but reported as the union
+        if get_origin(tp) is not list:
+            break
+        tp, where = get_args(tp)[0], f"{where}[{step}]"
+    value = error["input"]
+    if get_origin(tp) is Literal:
+        return f"{where}={value!r} is not allowed; use one of {', '.join(repr(a) for a in get_args(tp))}"
+    return f"{where}={value!r} has the wrong type; expected {_type_name(tp)}"
 
 
 def parse_section(mapping: Any, cls: type[T], section: str) -> T:
-    """Build dataclass ``cls`` from ``mapping`` (the YAML section named ``section``).
+    """Build the params section ``cls`` from ``mapping`` (the YAML section named ``section``).
 
-    Every field must be present (params.yaml is the single source of the values) and
-    no other key is accepted, so a typo such as ``normalize.metod`` fails loudly instead
-    of silently falling back to a default. After type checks the dataclass's
-    ``validate()`` method, if any, checks ranges.
+    Every field must be present (params.yaml is the single source of the values; defaults serve
+    code that builds a section itself) and no other key is accepted, so a typo such as
+    ``normalize.metod`` fails loudly instead of silently falling back to a default. After the
+    type checks the class's ``validate()`` method, if any, checks ranges.
     """
     if not isinstance(mapping, dict):
         raise ParamError(f"params section '{section}' must be a mapping, got {mapping!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(mapping) - set(fields))
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(mapping) - set(fields), key=str)
     if unknown:
         raise ParamError(
-            f"unknown key '{section}.{unknown[0]}' in params.yaml; known keys of '{section}': "
-            f"{', '.join(sorted(fields))}"
+            f"unknown key '{section}.{unknown[0]}' in params.yaml; known keys of '{section}': {', '.join(sorted(fields))}"
         )
-    values = {}
     for name in fields:
         if name not in mapping:
             raise ParamError(f"missing key '{section}.{name}' in params.yaml; add it (see README, Parameters)")
-        values[name] = _coerce(mapping[name], hints[name], f"{section}.{name}")
-    obj = cls(**values)
+    try:
+        obj = cls(**mapping)
+    except ValidationError as exc:
+        raise ParamError(_one_line(exc.errors()[0], cls, section)) from None
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate()

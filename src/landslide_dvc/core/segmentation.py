@@ -34,14 +34,14 @@ from landslide_dvc.core.distributed import SINGLE, Ranks  # noqa: E402
 from landslide_dvc.core.errors import ParamError  # noqa: E402
 from landslide_dvc.core.loop import LoopSettings, make_scheduler, rank_share, run_epochs  # noqa: E402
 from landslide_dvc.core.metrics import precision_recall_f1  # noqa: E402
-from landslide_dvc.core.params import require  # noqa: E402
+from landslide_dvc.core.params import params_section, require  # noqa: E402
 from landslide_dvc.core.resume import ResumeState  # noqa: E402
 from landslide_dvc.core.runtime import seed_everything, use_threads  # noqa: E402
 
 SegLoss = Literal["dice_bce", "dice_focal", "focal"]
 
 
-@dataclass(frozen=True)
+@params_section
 class SegParams:
     """`seg:` section."""
 

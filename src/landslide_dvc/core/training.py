@@ -23,12 +23,12 @@ from landslide_dvc.core.distributed import SINGLE, Ranks
 from landslide_dvc.core.loop import LoopSettings, Schedule, make_scheduler, rank_share, run_epochs
 from landslide_dvc.core.metrics import f1, validation_loss
 from landslide_dvc.core.model import ModelParams, WeightsProvenance, build_model, resize_input
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 from landslide_dvc.core.resume import ResumeState
 from landslide_dvc.core.runtime import keep_freed_memory, seed_everything, use_threads
 
 
-@dataclass(frozen=True)
+@params_section
 class TrainParams:
     """`train:` section (Table 2: LR Schedule column; paper: Adam 3e-4, batch 36, 50 epochs)."""
 

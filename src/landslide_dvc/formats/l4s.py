@@ -28,7 +28,7 @@ import numpy as np
 
 from landslide_dvc.core.bands import L4S_BANDS
 from landslide_dvc.core.errors import DataError
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 
 TRAIN_SPLIT = "TrainData"
 VALID_SPLIT = "ValidData"
@@ -47,7 +47,7 @@ DIFFERENCE_CHANNELS: tuple[tuple[str, str, str], ...] = (
 L4SChannelSet = Literal[14, 17]
 
 
-@dataclass(frozen=True)
+@params_section
 class L4SParams:
     """`l4s:` section (read when data.format is l4s)."""
 

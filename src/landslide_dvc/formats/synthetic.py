@@ -39,7 +39,7 @@ import numpy as np
 import scipy.special
 
 from landslide_dvc.core.bands import N_RAW_BANDS, PATCH_SIZE
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 
 # Patches per generation chunk. Part of the generative specification: changing it changes the
 # random streams, hence the data (not its distribution).
@@ -166,7 +166,7 @@ def _patch_grid(size: int, landscape: Landscape = ZINDI_LANDSCAPE) -> Iterator[N
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@params_section
 class SynthesizeParams:
     """The ``synthesize:`` section of params.yaml (all fields must appear there)."""
 

@@ -24,14 +24,13 @@ sites than training. Everything is a deterministic function of the parameters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from landslide_dvc.core.bands import L4S_BANDS
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 from landslide_dvc.formats.l4s import IMAGE_DIR, IMAGE_KEY, MASK_DIR, MASK_KEY, TEST_SPLIT, TRAIN_SPLIT, VALID_SPLIT
 from landslide_dvc.formats.synthetic import OPTICAL_SCALE, Landscape, SynthesizeParams, generate_split
 
@@ -60,7 +59,7 @@ RESCALE: dict[str, tuple[float, float]] = {
 }
 
 
-@dataclass(frozen=True)
+@params_section
 class SynthesizeL4SParams:
     """`synthesize_l4s:` section."""
 

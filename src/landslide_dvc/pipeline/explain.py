@@ -14,7 +14,6 @@ the predicted landslide probability is accumulated per band.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,12 +25,12 @@ from landslide_dvc.core.devices import Device, prepare_model, select_device
 from landslide_dvc.core.errors import DataError, ParamError
 from landslide_dvc.core.inference import predict
 from landslide_dvc.core.io import atomic_paths
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 from landslide_dvc.core.runtime import use_threads
 from landslide_dvc.pipeline.h5data import Split, load_parts
 
 
-@dataclass(frozen=True)
+@params_section
 class ExplainParams:
     """`explain:` section."""
 

@@ -23,14 +23,14 @@ from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.heads import Head, score_svm
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.metrics import best_threshold, f1, read_answers, scores_metrics
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 from landslide_dvc.pipeline.h5data import Part, load_parts
 
 # LightGBM settings we own: reproducibility is not a user choice here.
 _LGBM_FIXED = {"deterministic": True, "force_row_wise": True, "verbose": -1}
 
 
-@dataclass(frozen=True)
+@params_section
 class HeadParams:
     """`head:` section (Table 3)."""
 

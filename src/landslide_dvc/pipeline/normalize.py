@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import h5py
 import numpy as np
@@ -32,7 +32,7 @@ from sklearn.model_selection import StratifiedKFold
 from landslide_dvc.core.channels import ChannelSet, channel_names, check_optical_scale, raw_to_channels
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_paths, content_digest
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import Exact, params_section, require
 from landslide_dvc.core.patches import TEST_CSV, TEST_DIR, TRAIN_CSV, TRAIN_DIR, load_images
 from landslide_dvc.core.scaling import NormMethod, apply_statistics, fit_statistics
 from landslide_dvc.formats.l4s import (
@@ -46,7 +46,7 @@ from landslide_dvc.formats.l4s import (
 from landslide_dvc.formats.zindi import read_index
 
 
-@dataclass(frozen=True)
+@params_section
 class DataParams:
     """`data:` section."""
 
@@ -58,12 +58,12 @@ class DataParams:
         require(self.optical_scale > 0, f"data.optical_scale={self.optical_scale} must be > 0 (10000 or 1)")
 
 
-@dataclass(frozen=True)
+@params_section
 class NormalizeParams:
     """`normalize:` section (Table 2: Norm. and #Ch columns)."""
 
     method: NormMethod  # standard: (x - mean) / std; robust: (x - median) / IQR
-    channels: Literal[12, 14, 17, 20, 28]  # Zindi: 12, 20, 28; Landslide4Sense: 14 bands, 17 (+ differences)
+    channels: Annotated[Literal[12, 14, 17, 20, 28], Exact]  # Zindi: 12, 20, 28; Landslide4Sense: 14 bands, 17 (+ differences)
 
     def check_format(self, data_format: str) -> None:
         """Each layout has its own channel sets."""
@@ -75,7 +75,7 @@ class NormalizeParams:
         )
 
 
-@dataclass(frozen=True)
+@params_section
 class FoldsParams:
     """`folds:` section: the fold ids 0..K-1 of a stratified K-fold split.
 

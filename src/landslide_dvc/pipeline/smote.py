@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -21,14 +20,14 @@ import numpy as np
 
 from landslide_dvc.core.errors import DataError, ParamError
 from landslide_dvc.core.io import atomic_paths, content_digest
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 from landslide_dvc.core.ssim import ssim_matrix
 from landslide_dvc.pipeline.h5data import Split, SyntheticSet
 
 __all__ = ["SmoteParams", "ssim_matrix", "nearest_neighbors", "smote_fold", "fold_sets", "run_smote"]
 
 
-@dataclass(frozen=True)
+@params_section
 class SmoteParams:
     """`smote:` section."""
 

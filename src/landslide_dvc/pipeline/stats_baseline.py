@@ -29,7 +29,7 @@ from landslide_dvc.core.channels import INDEX_CHANNELS, index_channels
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.metrics import f1, read_answers
-from landslide_dvc.core.params import require
+from landslide_dvc.core.params import params_section, require
 from landslide_dvc.pipeline.fit_head import HeadParams, HeadResult, fit_predict, head_metrics
 from landslide_dvc.pipeline.h5data import Part, open_h5, read_strings
 
@@ -38,7 +38,7 @@ BASE_STATISTICS = ("mean", "std", "min", "max")
 _BATCH = 256  # images whose statistics are computed at once (bounded memory on the full dataset)
 
 
-@dataclass(frozen=True)
+@params_section
 class StatsBaselineParams:
     """`stats_baseline:` section."""
 

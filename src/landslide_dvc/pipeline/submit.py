@@ -8,7 +8,6 @@ twice with the same label. The header is the sample file's (default ID,Target).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -17,11 +16,12 @@ import numpy as np
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.metrics import read_answers, scores_metrics
+from landslide_dvc.core.params import params_section
 from landslide_dvc.core.submission import submission_rows, write_submission
 from landslide_dvc.pipeline.h5data import load_split, open_h5, read_strings
 
 
-@dataclass(frozen=True)
+@params_section
 class SubmitParams:
     """`submit:` section."""
 

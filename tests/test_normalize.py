@@ -14,7 +14,7 @@ from helpers import files_under, run_stage_script, write_params
 from landslide_dvc.core.channels import channel_names
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.scaling import apply_statistics, fit_statistics
-from landslide_dvc.pipeline.normalize import FoldsParams, NormalizeParams, assign_folds, run_normalize
+from landslide_dvc.pipeline.normalize import FoldsParams, NormalizeParams, assign_folds, run_normalize, split_attrs
 
 
 def test_standard_statistics_match_numpy() -> None:
@@ -40,6 +40,17 @@ def test_robust_statistics_match_numpy() -> None:
         q25, q50, q75 = np.percentile(values, [25, 50, 75])
         assert center[c] == pytest.approx(q50)
         assert scale[c] == pytest.approx(q75 - q25)
+
+
+def test_both_formats_share_one_attribute_layout() -> None:
+    """The format's own attributes sit between the scaling and the folds: that order is in the files' bytes."""
+    center, scale = np.zeros(2), np.ones(2)
+    norm, folds = NormalizeParams("robust", 12), FoldsParams(5, 7)
+    zindi = split_attrs(["B1", "B2"], norm, center, scale, folds, {"optical_scale": 1.0})
+    l4s = split_attrs(["B1", "B2"], norm, center, scale, folds, {"format": "l4s", "min_pixels": 1, "patch_size": 128})
+    assert list(zindi) == ["channels", "method", "center", "scale", "optical_scale", "n_splits", "folds_seed"]
+    assert list(l4s) == ["channels", "method", "center", "scale", "format", "min_pixels", "patch_size", "n_splits", "folds_seed"]
+    assert zindi["method"] == "robust" and (zindi["n_splits"], zindi["folds_seed"]) == (5, 7)
 
 
 def test_folds_are_stratified_shuffled_and_seeded() -> None:

@@ -183,7 +183,7 @@ def test_missing_keys_and_sections() -> None:
     del mapping["nproc"], mapping["epochs"]  # a field with a default must be in params.yaml too
     with pytest.raises(ParamError) as excinfo:
         parse_section(mapping, TrainParams, "train")
-    assert str(excinfo.value) == "missing key 'train.epochs' in params.yaml; add it (see README, Parameters)"
+    assert str(excinfo.value) == "missing key 'train.epochs' in params.yaml; add it (see docs/parameters.md)"
     mapping["epochs"] = 2
     with pytest.raises(ParamError, match=r"^missing key 'train\.nproc' in params\.yaml"):
         parse_section(mapping, TrainParams, "train")
@@ -193,7 +193,7 @@ def test_missing_keys_and_sections() -> None:
         assert str(excinfo.value) == f"params section 'train' must be a mapping, got {value!r}"
     with pytest.raises(ParamError) as excinfo:
         get_section({}, TrainParams, "train")
-    assert str(excinfo.value) == "params.yaml has no 'train' section; add it (see README, Parameters)"
+    assert str(excinfo.value) == "params.yaml has no 'train' section; add it (see docs/parameters.md)"
 
 
 def test_defaults_apply_when_built_in_code() -> None:

@@ -126,7 +126,7 @@ def parse_section(mapping: Any, cls: type[T], section: str) -> T:
         )
     for name in fields:
         if name not in mapping:
-            raise ParamError(f"missing key '{section}.{name}' in params.yaml; add it (see README, Parameters)")
+            raise ParamError(f"missing key '{section}.{name}' in params.yaml; add it (see docs/parameters.md)")
     try:
         obj = cls(**mapping)
     except ValidationError as exc:
@@ -140,7 +140,7 @@ def parse_section(mapping: Any, cls: type[T], section: str) -> T:
 def get_section(params: dict[str, Any], cls: type[T], section: str) -> T:
     """Parse section ``section`` of an already loaded params mapping into ``cls``."""
     if section not in params:
-        raise ParamError(f"params.yaml has no '{section}' section; add it (see README, Parameters)")
+        raise ParamError(f"params.yaml has no '{section}' section; add it (see docs/parameters.md)")
     return parse_section(params[section], cls, section)
 
 

@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.heads import Head, score_svm
 from landslide_dvc.core.io import atomic_paths
-from landslide_dvc.core.metrics import best_threshold, f1, read_answers, scores_metrics
+from landslide_dvc.core.metrics import best_threshold, read_answers, scores_metrics
 from landslide_dvc.core.params import params_section, require
+from landslide_dvc.pipeline.crossval import CrossValResult, Fold, cross_validate, write_predictions
 from landslide_dvc.pipeline.h5data import Part, load_parts
-
-# LightGBM settings we own: reproducibility is not a user choice here.
-_LGBM_FIXED = {"deterministic": True, "force_row_wise": True, "verbose": -1}
+from landslide_dvc.pipeline.lgbm import check_lgbm_params, lgbm_classifier
 
 
 @params_section
@@ -48,15 +47,7 @@ class HeadParams:
             self.threshold == "oof" or 0.0 < float(self.threshold) < 1.0,
             f"head.threshold={self.threshold} must be in (0, 1) or 'oof'",
         )
-        from lightgbm import LGBMClassifier
-
-        known = set(LGBMClassifier().get_params())
-        for key in self.lgbm:
-            require(
-                key not in _LGBM_FIXED and key != "random_state",
-                f"head.lgbm.{key} is fixed by the project (determinism; the seed is head.seed); remove it",
-            )
-            require(key in known, f"unknown key 'head.lgbm.{key}'; use LGBMClassifier parameters such as n_estimators")
+        check_lgbm_params(self.lgbm, "head")
 
 
 def fit_model(head: Head, params: HeadParams, train: Part) -> Any:
@@ -73,9 +64,7 @@ def fit_model(head: Head, params: HeadParams, train: Part) -> Any:
 
         model = make_pipeline(StandardScaler(), SVC(kernel=params.kernel, C=params.C, gamma=params.gamma))
         return model.fit(train.features, train.labels)
-    from lightgbm import LGBMClassifier
-
-    model = LGBMClassifier(**{**params.lgbm, **_LGBM_FIXED, "random_state": params.seed})
+    model = lgbm_classifier(params.lgbm, params.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # feature-name warnings on numpy input
         return model.fit(train.features, train.labels)
@@ -98,58 +87,21 @@ def fit_predict(head: Head, params: HeadParams, train: Part, others: list[Part])
     return model_scores(head, model, train), [model_scores(head, model, p) for p in others]
 
 
-@dataclass
-class HeadResult:
-    """Everything one head produced over all folds."""
-
-    oof_ids: list[str]
-    oof_labels: np.ndarray
-    oof_scores: np.ndarray
-    oof_fold: np.ndarray
-    test_ids: list[str]
-    test_scores: np.ndarray  # mean over folds
-    test_fold_scores: np.ndarray  # (N, K)
-    train_f1: list[float]  # per fold, at 0.5 on the fold's original training images
-
-
-def fit_all_folds(head: Head, params: HeadParams, embedding_paths: list[Path]) -> HeadResult:
-    """Fit/score the head fold by fold; OOF over all folds, test scores averaged."""
-    oof_ids: list[str] = []
-    oof_labels, oof_scores, oof_fold, test_scores, train_f1 = [], [], [], [], []
-    test_ids: list[str] | None = None
-    for fold, path in enumerate(embedding_paths):
+def embedding_folds(embedding_paths: list[Path]) -> Iterator[Fold]:
+    """The folds as `extract_embeddings` wrote them (originals + SMOTE to fit on), read one at a time."""
+    for path in embedding_paths:
         parts = load_parts(path)
-        train, val, test = parts["train"], parts["val"], parts["test"]
-        train_scores, (val_scores, fold_test_scores) = fit_predict(head, params, train, [val, test])
-        if test_ids is None:
-            test_ids = test.ids
-        elif test.ids != test_ids:
-            raise DataError(f"{path} lists other test IDs than fold 0; rerun `dvc repro -f extract_embeddings`")
-        assert train.labels is not None and val.labels is not None
-        original = ~train.synthetic if train.synthetic is not None else np.ones(len(train.ids), bool)
-        train_f1.append(f1(train.labels[original], (train_scores[original] >= 0.5).astype(np.int8)))
-        oof_ids += val.ids
-        oof_labels.append(val.labels)
-        oof_scores.append(val_scores)
-        oof_fold.append(np.full(len(val.ids), fold, np.int8))
-        test_scores.append(fold_test_scores)
-    if len(set(oof_ids)) != len(oof_ids):
-        raise DataError("an image is in the validation part of two folds; rerun `dvc repro -f normalize`")
-    assert test_ids is not None
-    fold_matrix = np.stack(test_scores, axis=1)
-    return HeadResult(
-        oof_ids=oof_ids,
-        oof_labels=np.concatenate(oof_labels),
-        oof_scores=np.concatenate(oof_scores),
-        oof_fold=np.concatenate(oof_fold),
-        test_ids=test_ids,
-        test_scores=fold_matrix.mean(axis=1),
-        test_fold_scores=fold_matrix,
-        train_f1=train_f1,
+        yield Fold(parts["train"], parts["val"], parts["test"], source=str(path))
+
+
+def fit_all_folds(head: Head, params: HeadParams, embedding_paths: list[Path]) -> CrossValResult:
+    """Fit/score the head fold by fold; OOF over all folds, test scores averaged."""
+    return cross_validate(
+        embedding_folds(embedding_paths), partial(fit_predict, head, params), producer="extract_embeddings"
     )
 
 
-def head_metrics(head: Head, params: HeadParams, result: HeadResult, answers: np.ndarray | None) -> dict[str, Any]:
+def head_metrics(head: Head, params: HeadParams, result: CrossValResult, answers: np.ndarray | None) -> dict[str, Any]:
     """Table 3 figures: CV (OOF) F1/precision/recall, train F1, test F1 when answers exist; both thresholds."""
     oof_threshold = best_threshold(result.oof_labels, result.oof_scores)
     threshold = oof_threshold if params.threshold == "oof" else float(params.threshold)
@@ -205,17 +157,7 @@ def run_fit_head(
     answers = read_answers(answers_path, result.test_ids)
     metrics = head_metrics(head, params, result, answers)
     with atomic_paths(out_predictions, out_metrics, out_confusion, out_pr) as (tmp_pred, tmp_metrics, tmp_conf, tmp_pr):
-        with h5py.File(tmp_pred, "w") as h5:
-            h5.attrs["head"] = head
-            h5.attrs["threshold"] = metrics["threshold"]
-            strings = h5py.string_dtype()
-            h5.create_dataset("oof/ids", data=np.array(result.oof_ids, dtype=object), dtype=strings, track_times=False)
-            h5.create_dataset("oof/labels", data=result.oof_labels, track_times=False)
-            h5.create_dataset("oof/score", data=result.oof_scores, track_times=False)
-            h5.create_dataset("oof/fold", data=result.oof_fold, track_times=False)
-            h5.create_dataset("test/ids", data=np.array(result.test_ids, dtype=object), dtype=strings, track_times=False)
-            h5.create_dataset("test/score", data=result.test_scores, track_times=False)
-            h5.create_dataset("test/fold_scores", data=result.test_fold_scores, track_times=False)
+        write_predictions(tmp_pred, result, head=head, threshold=metrics["threshold"])
         tmp_metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         tmp_conf.write_text(json.dumps(confusion_rows(result.oof_labels, result.oof_scores, metrics["threshold"])) + "\n")
         tmp_pr.write_text(json.dumps(pr_rows(result.oof_labels, result.oof_scores), indent=1) + "\n")

@@ -144,6 +144,29 @@ def _write_split(
         h5.attrs["content_digest"] = content_digest(images)
 
 
+def split_attrs(
+    channels: list[str],
+    norm: NormalizeParams,
+    center: np.ndarray,
+    scale: np.ndarray,
+    folds: FoldsParams,
+    layout: dict[str, Any],
+) -> dict[str, Any]:
+    """The attributes train.h5 and test.h5 share: channel set, scaling, the format's own (``layout``), folds.
+
+    The key order is the order the attributes are written in, which is part of the files' bytes.
+    """
+    return {
+        "channels": channels,
+        "method": norm.method,
+        "center": center,
+        "scale": scale,
+        **layout,
+        "n_splits": folds.n_splits,
+        "folds_seed": folds.seed,
+    }
+
+
 @dataclass(frozen=True)
 class NormalizeResult:
     """What `normalize` wrote, for the stage's summary line, and the accepted repeats (one line each)."""
@@ -210,15 +233,8 @@ def run_normalize(
     test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
     center, scale = _scale_splits(train, test, norm.method)
 
-    attrs = {
-        "channels": channel_names(norm.channels),  # type: ignore[arg-type]
-        "method": norm.method,
-        "center": center,
-        "scale": scale,
-        "optical_scale": float(optical_scale),
-        "n_splits": folds.n_splits,
-        "folds_seed": folds.seed,
-    }
+    channels = channel_names(norm.channels)  # type: ignore[arg-type]
+    attrs = split_attrs(channels, norm, center, scale, folds, {"optical_scale": float(optical_scale)})
     # One ID per submission row: `submit` writes them in this order, a repeated ID with its one score.
     test_extra = {"submission_ids": np.array(index.submission_order, dtype=object)}
     attrs_test = {**attrs, "submission_columns": index.submission_header}
@@ -264,17 +280,9 @@ def run_normalize_l4s(
     test_images = derive_l4s_channels(test.images, norm.channels)  # type: ignore[arg-type]
     center, scale = _scale_splits(train_images, test_images, norm.method)
 
-    attrs = {
-        "channels": l4s_channel_names(norm.channels),  # type: ignore[arg-type]
-        "method": norm.method,
-        "center": center,
-        "scale": scale,
-        "format": "l4s",
-        "min_pixels": l4s.min_pixels,
-        "patch_size": int(train_images.shape[-1]),
-        "n_splits": folds.n_splits,
-        "folds_seed": folds.seed,
-    }
+    channels = l4s_channel_names(norm.channels)  # type: ignore[arg-type]
+    layout = {"format": "l4s", "min_pixels": l4s.min_pixels, "patch_size": int(train_images.shape[-1])}
+    attrs = split_attrs(channels, norm, center, scale, folds, layout)
     test_extra: dict[str, np.ndarray] = {"submission_ids": np.array(test.ids, dtype=object)}
     test_labels = None
     if test.masks is not None:

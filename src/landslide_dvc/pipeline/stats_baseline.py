@@ -17,21 +17,24 @@ metrics have the layout of metrics/heads/*.json (landslide_dvc.pipeline.fit_head
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 
 from landslide_dvc.core.bands import RAW_BANDS
 from landslide_dvc.core.channels import INDEX_CHANNELS, index_channels
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_paths
-from landslide_dvc.core.metrics import f1, read_answers
+from landslide_dvc.core.metrics import read_answers
 from landslide_dvc.core.params import params_section, require
-from landslide_dvc.pipeline.fit_head import HeadParams, HeadResult, fit_predict, head_metrics
+from landslide_dvc.pipeline.crossval import CrossValResult, Fold, cross_validate, write_predictions
+from landslide_dvc.pipeline.fit_head import HeadParams, fit_predict, head_metrics
 from landslide_dvc.pipeline.h5data import Part, open_h5, read_strings
+from landslide_dvc.pipeline.lgbm import check_lgbm_params
 
 NAME = "stats_gbm"
 BASE_STATISTICS = ("mean", "std", "min", "max")
@@ -56,15 +59,7 @@ class StatsBaselineParams:
             self.threshold == "oof" or 0.0 < float(self.threshold) < 1.0,
             f"stats_baseline.threshold={self.threshold} must be in (0, 1) or 'oof'",
         )
-        from lightgbm import LGBMClassifier
-
-        known = set(LGBMClassifier().get_params())
-        for key in self.lgbm:
-            require(
-                key not in ("deterministic", "force_row_wise", "verbose", "random_state"),
-                f"stats_baseline.lgbm.{key} is fixed by the project (determinism; the seed is stats_baseline.seed); remove it",
-            )
-            require(key in known, f"unknown key 'stats_baseline.lgbm.{key}'; use LGBMClassifier parameters such as n_estimators")
+        check_lgbm_params(self.lgbm, "stats_baseline")
 
     def as_lgbm_head(self) -> HeadParams:
         """These settings as the `lgbm` head's, so its fitting and metrics run unchanged.
@@ -125,36 +120,22 @@ def split_features(path: Path, percentiles: list[float], indices: bool) -> Featu
     return Features(ids, values, labels, fold)
 
 
-def fit_folds(params: StatsBaselineParams, train: Features, test: Features) -> HeadResult:
-    """LightGBM per fold of train.h5's fold column: out-of-fold and fold-averaged test scores."""
+def feature_folds(train: Features, test: Features) -> Iterator[Fold]:
+    """train.h5's own folds (the network's and its heads'): fold k holds out the images of fold k."""
     assert train.labels is not None and train.fold is not None
-    head = params.as_lgbm_head()
     ids = np.array(train.ids, dtype=object)
     test_part = Part(test.values, np.zeros(len(test.ids)), test.ids, None)
-    oof_ids: list[str] = []
-    oof_labels, oof_scores, oof_fold, test_scores, train_f1 = [], [], [], [], []
     for fold in range(int(train.fold.max()) + 1):
         val = train.fold == fold
         fit_part = Part(train.values[~val], np.zeros(int((~val).sum())), list(ids[~val]), train.labels[~val])
         val_part = Part(train.values[val], np.zeros(int(val.sum())), list(ids[val]), train.labels[val])
-        fit_scores, (val_scores, fold_test_scores) = fit_predict("lgbm", head, fit_part, [val_part, test_part])
-        train_f1.append(f1(fit_part.labels, (fit_scores >= 0.5).astype(np.int8)))
-        oof_ids += val_part.ids
-        oof_labels.append(train.labels[val])
-        oof_scores.append(val_scores)
-        oof_fold.append(np.full(int(val.sum()), fold, np.int8))
-        test_scores.append(fold_test_scores)
-    fold_matrix = np.stack(test_scores, axis=1)
-    return HeadResult(
-        oof_ids=oof_ids,
-        oof_labels=np.concatenate(oof_labels),
-        oof_scores=np.concatenate(oof_scores),
-        oof_fold=np.concatenate(oof_fold),
-        test_ids=test.ids,
-        test_scores=fold_matrix.mean(axis=1),
-        test_fold_scores=fold_matrix,
-        train_f1=train_f1,
-    )
+        yield Fold(fit_part, val_part, test_part, source=f"fold {fold} of train.h5")
+
+
+def fit_folds(params: StatsBaselineParams, train: Features, test: Features) -> CrossValResult:
+    """LightGBM per fold of train.h5's fold column: out-of-fold and fold-averaged test scores."""
+    fit = partial(fit_predict, "lgbm", params.as_lgbm_head())
+    return cross_validate(feature_folds(train, test), fit, producer="normalize")
 
 
 def run_stats_baseline(
@@ -177,17 +158,6 @@ def run_stats_baseline(
     names = feature_names(params.percentiles, params.indices)
     metrics["n_features"] = len(names)
     with atomic_paths(out_predictions, out_metrics) as (tmp_predictions, tmp_metrics):
-        with h5py.File(tmp_predictions, "w") as h5:
-            h5.attrs["head"] = NAME
-            h5.attrs["threshold"] = metrics["threshold"]
-            h5.attrs["features"] = names
-            strings = h5py.string_dtype()
-            h5.create_dataset("oof/ids", data=np.array(result.oof_ids, dtype=object), dtype=strings, track_times=False)
-            h5.create_dataset("oof/labels", data=result.oof_labels, track_times=False)
-            h5.create_dataset("oof/score", data=result.oof_scores, track_times=False)
-            h5.create_dataset("oof/fold", data=result.oof_fold, track_times=False)
-            h5.create_dataset("test/ids", data=np.array(result.test_ids, dtype=object), dtype=strings, track_times=False)
-            h5.create_dataset("test/score", data=result.test_scores, track_times=False)
-            h5.create_dataset("test/fold_scores", data=result.test_fold_scores, track_times=False)
+        write_predictions(tmp_predictions, result, head=NAME, threshold=metrics["threshold"], attrs={"features": names})
         tmp_metrics.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics

@@ -45,7 +45,7 @@ def test_robust_statistics_match_numpy() -> None:
 def test_both_formats_share_one_attribute_layout() -> None:
     """The format's own attributes sit between the scaling and the folds: that order is in the files' bytes."""
     center, scale = np.zeros(2), np.ones(2)
-    norm, folds = NormalizeParams("robust", 12), FoldsParams(5, 7)
+    norm, folds = NormalizeParams("robust", 12), FoldsParams(list(range(5)), 7)
     zindi = split_attrs(["B1", "B2"], norm, center, scale, folds, {"optical_scale": 1.0})
     l4s = split_attrs(["B1", "B2"], norm, center, scale, folds, {"format": "l4s", "min_pixels": 1, "patch_size": 128})
     assert list(zindi) == ["channels", "method", "center", "scale", "optical_scale", "n_splits", "folds_seed"]

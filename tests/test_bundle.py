@@ -291,8 +291,12 @@ def scene_bands(micro: Path, height: int, width: int) -> np.ndarray:
     return out
 
 
-def test_predict_scene_keeps_georeferencing_respects_nodata_and_averages_overlaps(micro: Path, tmp_path: Path) -> None:
+def test_predict_scene_keeps_georeferencing_respects_nodata_and_blends_overlaps(micro: Path, tmp_path: Path) -> None:
+    import pyogrio
     import rasterio
+
+    from landslide_dvc.serve.blend import window_weights
+    from landslide_dvc.serve.maps import Georef, find_regions
 
     bands = scene_bands(micro, 160, 128)
     bands[:, 150, 5] = -9999.0  # a no-data pixel in the bottom strip
@@ -303,29 +307,44 @@ def test_predict_scene_keeps_georeferencing_respects_nodata_and_averages_overlap
 
     with rasterio.open(scene) as src, rasterio.open(out) as dst:
         assert dst.crs == src.crs and dst.transform == src.transform and (dst.width, dst.height) == (128, 160)
-        prob = dst.read(1)
+        assert dst.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and dst.overviews(1) and np.isnan(dst.nodata)
+        prob, georef = dst.read(1), Georef(dst.crs, dst.transform)
     # Windows start at rows 0, 32, 64, 96 (flush with the edge) and columns 0, 32, 64.
     bundle = load_bundle(bundle_path)
     score = {}
     for r in (0, 32, 64, 96):
         for c in (0, 32, 64):
             score[r, c] = bundle.score(bands[None, :, r : r + 64, c : c + 64], torch.device("cpu"), 8)[0]
-    # Pixel (70, 40) lies in windows rows {32, 64} x columns {0, 32}: the mean of those four scores.
-    expected = np.mean([score[32, 0], score[32, 32], score[64, 0], score[64, 32]])
-    assert prob[70, 40] == pytest.approx(expected, abs=1e-6)
+    weight = window_weights(64)
+
+    def blended(row: int, col: int, windows: list[tuple[int, int]]) -> float:
+        w = [weight[row - r, col - c] for r, c in windows]
+        return float(np.dot(w, [score[k] for k in windows]) / np.sum(w))
+
+    # Pixel (70, 40) lies in windows rows {32, 64} x columns {0, 32}: their Hann-weighted mean.
+    assert prob[70, 40] == pytest.approx(blended(70, 40, [(32, 0), (32, 32), (64, 0), (64, 32)]), abs=1e-6)
     # Row 96's windows cover the no-data pixel (150, 5) at columns 0 only; pixels below row 128 in
     # columns 0..31 are then covered by no scored window: no-data, never a "no landslide" 0.
     assert np.isnan(prob[150, 5]) and np.isnan(prob[140, 10])
     assert prob[150, 40] == pytest.approx(score[96, 32], abs=1e-6)  # window (96, 0) was skipped
-    assert prob[150, 70] == pytest.approx(np.mean([score[96, 32], score[96, 64]]), abs=1e-6)
+    assert prob[150, 70] == pytest.approx(blended(150, 70, [(96, 32), (96, 64)]), abs=1e-6)
     assert np.isfinite(prob[:128]).all()
 
-    features = json.loads(out.with_suffix(".geojson").read_text())["features"]
-    above = {(r, c) for (r, c), s in score.items() if s >= bundle.threshold and (r, c) != (96, 0)}
-    assert {(f["properties"]["row"], f["properties"]["col"]) for f in features} == above
-    for f in features:
-        x0, y0 = f["geometry"]["coordinates"][0][0]
-        assert (x0, y0) == (500000.0 + 10.0 * f["properties"]["col"], 4100000.0 - 10.0 * f["properties"]["row"])
+    info = pyogrio.read_info(out.with_suffix(".gpkg"))
+    assert info["crs"] == "EPSG:32633" and list(info["fields"]) == ["area_m2", "mean_prob", "max_prob"]
+    assert info["features"] == len(find_regions(prob, bundle.threshold, georef))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.gpkg", "map.tif", "scene.tif"]  # nothing left over
+
+
+def test_predict_scene_writes_geojson_polygons_where_asked(micro: Path, tmp_path: Path) -> None:
+    import pyogrio
+
+    bands = scene_bands(micro, 64, 64)
+    write_scene(tmp_path / "s.tif", bands)
+    polygons = tmp_path / "web" / "slides.geojson"
+    assert landslide(["predict", "--bundle", str(micro / "models/bundle"), str(tmp_path / "s.tif"), "--out",
+                      str(tmp_path / "m.tif"), "--polygons", str(polygons), "--device", "cpu"]) == 0
+    assert pyogrio.read_info(polygons)["crs"] == "EPSG:4326" and not (tmp_path / "m.gpkg").exists()
 
 
 def test_predict_scene_skips_nan_pixels(micro: Path, tmp_path: Path) -> None:
@@ -346,20 +365,57 @@ def test_predict_scene_skips_nan_pixels(micro: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("bands", "has 11 bands, expected 12 in the Zindi order"),
+        ("bands", "has 11 bands, the bundle expects 12 (Red, Green, Blue, NIR, ..., ADVH, in this order)"),
         ("complex", "has non-numeric (or complex) bands of type complex64"),
+        ("gcps", "is located only by 3 ground control points (no CRS and geotransform), so a map would land at 0 deg, 0 deg"),
+        ("reflectance", "s.tif: the window at row 0, column 128 looks like reflectance (99th percentile"),
+        ("polygons", "--polygons"),
     ],
 )
 def test_bad_scenes_are_one_line_errors(micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str) -> None:
-    bands = scene_bands(micro, 64, 64)
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    bands = scene_bands(micro, 64, 192)
+    extra = []
     if case == "bands":
         write_scene(tmp_path / "s.tif", bands[:11])
-    else:
+    elif case == "complex":
         write_scene(tmp_path / "s.tif", bands, dtype="complex64")
-    assert landslide(["predict", "--bundle", str(micro / "models/bundle"), str(tmp_path / "s.tif"), "--out", str(tmp_path / "m.tif")]) == 1
+    elif case == "gcps":  # as raw exports are located: GCPs, no CRS or transform
+        with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", width=192, height=64, count=12, dtype="float32") as dst:
+            dst.write(bands)
+            dst.gcps = ([GroundControlPoint(0, 0, 15.0, 37.0), GroundControlPoint(0, 192, 15.02, 37.0),
+                         GroundControlPoint(64, 0, 15.0, 36.99)], CRS.from_epsg(4326))
+    elif case == "reflectance":  # the right third of the scene at reflectance, the rest digital numbers
+        bands[:4, :, 128:] /= 10000.0
+        write_scene(tmp_path / "s.tif", bands)
+    else:
+        write_scene(tmp_path / "s.tif", bands)
+        extra = ["--polygons", str(tmp_path / "p.shp")]
+    assert landslide(["predict", "--bundle", str(micro / "models/bundle"), str(tmp_path / "s.tif"), "--out",
+                      str(tmp_path / "m.tif"), "--stride", "32", "--device", "cpu", *extra]) == 1
     err = error_line(capsys.readouterr().err)
     assert message in err
-    assert not (tmp_path / "m.tif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]  # no map, no polygons, no partial files
+
+
+def test_one_patch_at_reflectance_scale_is_a_one_line_error_naming_it(
+    micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    zindi = Path(shutil.copytree(micro / "data/zindi", tmp_path / "zindi"))
+    bad = sorted((zindi / "test_data").glob("*.npy"))[5]
+    patch = np.load(bad)
+    patch[..., :4] /= 10000.0
+    np.save(bad, patch)
+    for source in (zindi, zindi / "test_data"):  # the Zindi folder and a plain patch folder
+        out = tmp_path / f"{source.name}.csv"
+        assert landslide(["predict", "--bundle", str(micro / "models/bundle"), str(source), "--out", str(out), "--device", "cpu"]) == 1
+        err = error_line(capsys.readouterr().err)
+        assert f"patch {bad.stem} looks like reflectance (99th percentile " in err
+        assert "not the bundle's optical_scale 10000; multiply its optical bands by 10000" in err
+        assert not out.exists()
 
 
 def test_a_tampered_bundle_is_a_one_line_error(micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -385,7 +441,8 @@ def test_predict_scene_bench_runs_small_with_the_micro_bundle(micro: Path, tmp_p
     # 4 x 4 windows at stride 64; those touching the no-data corner (32 px) and its NaN edge are skipped
     assert lines["windows"].startswith("15 scored of 16 (stride 64")
     assert "patches/s" in lines["predict"] and "s/km^2 at 10 m pixels (7 km^2)" in lines["predict"]
-    assert float(lines["ratio"]) > 0
+    assert float(lines["ratio"]) > 0 and float(lines["ratio networks"]) > 0
+    assert "across window edges" in lines["seams blended"] and "inside windows" in lines["seams plain mean"]
     assert figure.stat().st_size > 10_000
     import rasterio
 

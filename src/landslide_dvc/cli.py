@@ -19,13 +19,16 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="score .npy patches, a Zindi test folder or a 12-band GeoTIFF with a model bundle",
         description="Score a folder of (64, 64, 12) .npy patches (-> CSV of ID, probability, label), a Zindi-layout "
-        "folder with Test.csv (-> challenge submission) or a 12-band GeoTIFF (-> probability GeoTIFF + GeoJSON).",
+        "folder with Test.csv (-> challenge submission) or a 12-band GeoTIFF (-> probability Cloud Optimized GeoTIFF + polygons).",
     )
     p.add_argument("path", type=Path, help="patch folder, Zindi-layout folder, or .tif/.tiff scene")
     p.add_argument("--bundle", type=Path, default=Path("models/bundle"), help="model bundle (default: models/bundle)")
-    p.add_argument("--out", type=Path, required=True, help="CSV for folders; probability GeoTIFF for a scene")
+    p.add_argument("--out", type=Path, required=True, help="CSV for folders; probability COG (.tif) for a scene")
     p.add_argument("--stride", type=int, default=32, help="scene: pixels between window starts (default 32)")
-    p.add_argument("--geojson", type=Path, help="scene: windows at/above threshold (default: --out with .geojson)")
+    p.add_argument(
+        "--polygons", type=Path,
+        help="scene: regions at/above the threshold, .gpkg (scene CRS) or .geojson (WGS 84); default: --out with .gpkg",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="patches per forward pass (default 256)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "cuda:auto"], help="as train.device")
 
@@ -40,7 +43,7 @@ def predict_command(args: argparse.Namespace) -> str:
     device = select_device(args.device, "predict --device")
     bundle = load_bundle(args.bundle).to(device)
     return run_predict(
-        bundle, args.path, args.out, device=device, batch_size=args.batch_size, stride=args.stride, geojson=args.geojson
+        bundle, args.path, args.out, device=device, batch_size=args.batch_size, stride=args.stride, polygons=args.polygons
     )
 
 

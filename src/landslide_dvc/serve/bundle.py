@@ -1,7 +1,19 @@
 """A model bundle loaded for prediction: every file checked against its sha256, nothing unpickled.
 
 Loading verifies every sha256 first, then reads weights with safetensors, the svm head with skops
-and an explicit trusted-type list, and LightGBM from text (`landslide_dvc.core.heads`)."""
+and an explicit trusted-type list, and LightGBM from text (`landslide_dvc.core.heads`).
+
+Scoring (`Bundle.score_inputs`) builds the test-time-augmentation views of a batch once and sends
+them, stacked along the batch axis, through every fold's network in one forward pass each: the
+same tensors and the same operations as `landslide_dvc.core.inference.predict` applied fold by
+fold, so the scores are bit for bit those of the pipeline's own path (tests/test_predict_scene.py
+checks it), without building the views once per fold.
+
+For scenes a bundle is a `SceneModel` (`landslide_dvc.serve.predict`): its bands and window size,
+``window_inputs`` (a strip's windows preprocessed, once per strip where every channel is computed
+pixel by pixel) and ``predict_tiles`` (per-pixel probability tiles; the classifier fills each
+window with its score).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +26,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from landslide_dvc.core.bands import OPTICAL_BANDS
 from landslide_dvc.core.bundle import MANIFEST, load_weights, read_manifest, verify_files
-from landslide_dvc.core.channels import ChannelSet, raw_to_channels
-from landslide_dvc.core.devices import prepare_model
+from landslide_dvc.core.channels import (
+    OPTICAL_SCALES,
+    REFLECTANCE_P99_RANGE,
+    ChannelSet,
+    check_optical_scale,
+    raw_to_channels,
+)
+from landslide_dvc.core.devices import autocast, prepare_model, to_memory_format
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.heads import Head, head_scores, load_head
-from landslide_dvc.core.inference import TTA_VIEWS, predict
-from landslide_dvc.core.model import ModelParams, create_model
+from landslide_dvc.core.inference import TTA_VIEWS, dihedral_views, view_mean
+from landslide_dvc.core.model import ModelParams, create_model, embed, resize_input
 from landslide_dvc.core.scaling import apply_statistics
+
+PIXELWISE_CHANNEL_SETS = (12, 20)  # every channel computed from its own pixel (28 adds per-image edge maps)
+SCALE_NAMES = {1.0: "reflectance", 10000.0: "Sentinel-2 digital numbers (reflectance x 10,000)"}
 
 
 @dataclass
@@ -45,6 +67,16 @@ class Bundle:
     def optical_scale(self) -> float:
         return float(self.manifest["optical_scale"])
 
+    @property
+    def bands(self) -> list[str]:
+        """The raw bands a patch or scene must have, in order."""
+        return [str(b) for b in self.manifest["bands"]]
+
+    @property
+    def window(self) -> int:
+        """The side of the square patches the networks were trained on (scene windows have it)."""
+        return int(self.manifest["patch_size"])
+
     def preprocess(self, raw: np.ndarray) -> np.ndarray:
         """Raw patches (N, 12, 64, 64) as stored -> network input, with `normalize`'s own functions."""
         norm = self.manifest["normalization"]
@@ -57,17 +89,103 @@ class Bundle:
         self.networks = [prepare_model(net, device) for net in self.networks]
         return self
 
-    def score(self, raw: np.ndarray, device: torch.device, batch_size: int, *, progress: str | None = None) -> np.ndarray:
+    def score(self, raw: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
         """Landslide scores (N,) of raw patches: each fold's network (+ head), averaged over folds."""
-        images = torch.from_numpy(self.preprocess(raw))
-        tta, dim = int(self.manifest["tta"]), int(self.manifest["input_size"])
-        per_fold = []
-        for network, head_model in zip(self.networks, self.heads):
-            prob, features = predict(
-                network, images, dim, device, batch_size, with_features=self.head != "fc", tta=tta, progress=progress
+        return self.score_inputs(torch.from_numpy(self.preprocess(raw)), device, batch_size)
+
+    @torch.no_grad()
+    def score_inputs(self, images: torch.Tensor, device: torch.device, batch_size: int) -> np.ndarray:
+        """Scores (N,) of preprocessed patches; the TTA views of each batch are built once for all folds.
+
+        Per fold, the probabilities and features are `core.inference.predict`'s (same batches, same
+        views, same operations, same view mean), then its head; the folds are averaged as in fit_head.
+        """
+        tta, dim, with_features = int(self.manifest["tta"]), int(self.manifest["input_size"]), self.head != "fc"
+        probs: list[list[torch.Tensor]] = [[] for _ in self.networks]
+        feats: list[list[torch.Tensor]] = [[] for _ in self.networks]
+        for network in self.networks:
+            network.eval()
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size].to(device, non_blocking=True)
+            if tta > 1:
+                x = torch.cat(dihedral_views(x, tta))  # view-major: (tta * n, C, H, W), one forward pass per fold
+            with autocast(device):
+                x = resize_input(to_memory_format(x, device), dim)
+                for k, network in enumerate(self.networks):
+                    features, logits = embed(network, x)
+                    probs[k].append(view_mean(torch.softmax(logits.float(), dim=1)[:, 1], tta).cpu())
+                    if with_features:
+                        feats[k].append(view_mean(features.float(), tta).cpu())
+        if not len(images):
+            return np.empty(0)
+        per_fold = [
+            head_scores(
+                self.head, head_model, torch.cat(feats[k]).numpy() if with_features else None,
+                torch.cat(probs[k]).numpy().astype(np.float64),
             )
-            per_fold.append(head_scores(self.head, head_model, features, prob))
+            for k, head_model in enumerate(self.heads)
+        ]
         return np.stack(per_fold, axis=1).mean(axis=1)  # as fit_head averages its folds
+
+    def window_inputs(self, strip: np.ndarray, cols: Sequence[int]) -> np.ndarray:
+        """Network inputs (n, C, w, w) of the windows of a raw strip (bands, w, width) starting at ``cols``.
+
+        With a pixel-by-pixel channel set the strip is preprocessed once and the windows are cut
+        from it (the same float32 operations on the same values as preprocessing each window).
+        """
+        w = self.window
+        if int(self.manifest["n_channels"]) in PIXELWISE_CHANNEL_SETS:
+            with np.errstate(all="ignore"):  # no-data pixels are preprocessed too, and never used
+                prepared = self.preprocess(strip[None])[0]
+            return np.stack([prepared[:, :, c : c + w] for c in cols])
+        return self.preprocess(np.stack([strip[:, :, c : c + w] for c in cols]))
+
+    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
+        """Per-pixel probabilities (n, w, w) of preprocessed windows: each window filled with its score."""
+        scores = self.score_inputs(torch.from_numpy(inputs), device, batch_size)
+        return np.broadcast_to(scores[:, None, None], (len(scores), self.window, self.window))
+
+    def check_scale(self, raw: np.ndarray, names: Sequence[str], source: str, *, whole: bool) -> None:
+        """Refuse raw patches at another optical scale than the bundle's, in one line.
+
+        ``whole``: first the batch's 99th percentile as a whole (the data at another scale
+        altogether); then every patch on its own (one patch at another scale among the rest).
+        """
+        if whole:
+            check_optical_scale(raw, self.optical_scale, f"{source} (the bundle's optical_scale)")
+        bad = scale_misfits(raw, self.optical_scale)
+        if bad.any():
+            k = int(np.argmax(bad))
+            p99, fits = float(patch_p99(raw[k : k + 1])[0]), fitting_scales(patch_p99(raw[k : k + 1]))[0]
+            raise DataError(
+                f"{source}: {names[k]} looks like {SCALE_NAMES.get(fits, f'optical_scale {fits:g}')} (99th percentile "
+                f"{p99:.4g} of its optical bands), not the bundle's optical_scale {self.optical_scale:g}; multiply "
+                f"its optical bands by {self.optical_scale / fits:g}"
+            )
+
+
+def patch_p99(raw: np.ndarray) -> np.ndarray:
+    """The 99th percentile of each patch's optical bands (N,) of raw patches (N, bands, H, W)."""
+    optical = raw[:, : len(OPTICAL_BANDS)].reshape(len(raw), -1)
+    return np.percentile(optical, 99, axis=1)
+
+
+def fitting_scales(p99: np.ndarray) -> list[float | None]:
+    """Per patch, the one known optical scale its 99th percentile fits (None: none or both)."""
+    low, high = REFLECTANCE_P99_RANGE
+    fits = np.stack([(low <= p99 / s) & (p99 / s <= high) for s in OPTICAL_SCALES], axis=1)
+    return [OPTICAL_SCALES[int(np.argmax(f))] if f.sum() == 1 else None for f in fits]
+
+
+def scale_misfits(raw: np.ndarray, optical_scale: float) -> np.ndarray:
+    """(N,) bool: patches whose optical values fit another known scale and not ``optical_scale``.
+
+    A dark patch (water, shadow) fits no scale and passes; a reflectance patch among digital
+    numbers (or the reverse) fits exactly the other one.
+    """
+    if not len(raw):
+        return np.zeros(0, bool)
+    return np.array([f is not None and f != optical_scale for f in fitting_scales(patch_p99(raw))])
 
 
 def load_bundle(path: str | Path) -> Bundle:

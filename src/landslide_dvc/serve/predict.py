@@ -5,33 +5,36 @@ Inputs (the kind is told by the path):
                          (an ID listed twice is scored once and written twice, as `submit` does)
   other folder           every {ID}.npy below it, (64, 64, 12) in the Zindi band order and the
                          bundle's optical scale -> CSV of ID, probability, label
-  .tif/.tiff file        a 12-band GeoTIFF in the Zindi band order -> 64 x 64 windows every
-                         ``stride`` pixels -> probability GeoTIFF (same CRS and transform, each pixel
-                         the mean over the scored windows covering it) + GeoJSON of the windows at
-                         or above the bundle's threshold
+  .tif/.tiff file        a georeferenced GeoTIFF with the bundle's bands (12, Zindi order) ->
+                         64 x 64 windows every ``stride`` pixels, blended with edge-tapered weights
+                         (`landslide_dvc.serve.blend`) -> probability Cloud Optimized GeoTIFF (same
+                         CRS and transform) + polygons of the regions at or above the bundle's
+                         threshold (.gpkg next to it, or ``--polygons``; `landslide_dvc.serve.maps`)
 Scene windows that touch a no-data pixel (the raster's mask or nodata value, or NaN/Inf) are not
 scored; pixels that no scored window covers are no-data (NaN) in the map, never "no landslide".
 Patches go through the bundle's own preprocessing (`Bundle.preprocess`: the pipeline's
-`raw_to_channels` and `normalize`'s `apply_statistics`) in chunks, with a progress bar.
+`raw_to_channels` and `normalize`'s `apply_statistics`) in chunks, with a progress bar. Every
+patch (every scene window) is checked against the bundle's optical scale on its own.
+
+The scene path asks a bundle only for what `SceneModel` lists, so a bundle that predicts pixels
+plugs in beside the window classifier: its ``predict_tiles`` returns its own per-pixel tiles.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from landslide_dvc.core.bands import N_RAW_BANDS, PATCH_SIZE
-from landslide_dvc.core.channels import check_optical_scale
 from landslide_dvc.core.errors import DataError
-from landslide_dvc.core.io import atomic_path, atomic_paths
+from landslide_dvc.core.io import atomic_path
 from landslide_dvc.core.patches import (
     SAMPLE_SUBMISSION_CSV,
     SUBMISSION_COLUMNS,
@@ -43,22 +46,27 @@ from landslide_dvc.core.patches import (
     read_table,
 )
 from landslide_dvc.core.submission import submission_rows, write_submission
+from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import Bundle
+from landslide_dvc.serve.maps import Georef, check_polygons_path, write_map_outputs
+from landslide_dvc.serve.scene import Dataset, open_scene, read_strip, window_offsets
 
 SCENE_SUFFIXES = (".tif", ".tiff")
 PATCHES_PER_CHUNK = 2048  # patches preprocessed and scored together (bounds memory, keeps batches full)
+
+
+Chunk = tuple[list[str], np.ndarray]  # patch IDs and their raw patches (n, 12, 64, 64)
 
 
 def _progress(total: int, what: str) -> tqdm:
     return tqdm(total=total, desc=f"predict {what}", unit="patch", file=sys.stderr, mininterval=1.0)
 
 
-def score_chunks(bundle: Bundle, chunks: Iterator[np.ndarray], device: torch.device, batch_size: int, source: str, bar: tqdm) -> np.ndarray:
-    """Scores of raw patch chunks (each (n, 12, 64, 64)); the optical scale is checked on the first."""
+def score_chunks(bundle: Bundle, chunks: Iterator[Chunk], device: torch.device, batch_size: int, source: str, bar: tqdm) -> np.ndarray:
+    """Scores of raw patch chunks; every patch's optical scale is checked, and the first chunk's as a whole."""
     scores = []
-    for k, raw in enumerate(chunks):
-        if k == 0:
-            check_optical_scale(raw, bundle.optical_scale, f"{source} (the bundle's optical_scale)")
+    for k, (ids, raw) in enumerate(chunks):
+        bundle.check_scale(raw, [f"patch {i}" for i in ids], source, whole=k == 0)
         scores.append(bundle.score(raw, device, batch_size))
         bar.update(len(raw))
     return np.concatenate(scores) if scores else np.empty(0)
@@ -78,9 +86,10 @@ def predict_patch_folder(bundle: Bundle, folder: Path, out: Path, device: torch.
         raise DataError(f"{folder} holds no .npy patches; give a folder of (64, 64, 12) .npy files, a Zindi folder or a GeoTIFF")
     ids = sorted(files)
 
-    def chunks() -> Iterator[np.ndarray]:
+    def chunks() -> Iterator[Chunk]:
         for start in range(0, len(ids), PATCHES_PER_CHUNK):
-            yield np.stack([load_patch(files[i]).transpose(2, 0, 1) for i in ids[start : start + PATCHES_PER_CHUNK]])
+            part = ids[start : start + PATCHES_PER_CHUNK]
+            yield part, np.stack([load_patch(files[i]).transpose(2, 0, 1) for i in part])
 
     with _progress(len(ids), "patches") as bar:
         scores = score_chunks(bundle, chunks(), device, batch_size, str(folder), bar)
@@ -121,9 +130,10 @@ def predict_zindi(bundle: Bundle, root: Path, out: Path, device: torch.device, b
     layout = read_submission_layout(root)
     ids = layout.test_ids
 
-    def chunks() -> Iterator[np.ndarray]:
+    def chunks() -> Iterator[Chunk]:
         for start in range(0, len(ids), PATCHES_PER_CHUNK):
-            yield load_images(root, TEST_DIR, ids[start : start + PATCHES_PER_CHUNK], TEST_CSV)
+            part = ids[start : start + PATCHES_PER_CHUNK]
+            yield part, load_images(root, TEST_DIR, part, TEST_CSV)
 
     with _progress(len(ids), "test images") as bar:
         scores = score_chunks(bundle, chunks(), device, batch_size, str(root / TEST_DIR), bar)
@@ -138,157 +148,149 @@ def predict_zindi(bundle: Bundle, root: Path, out: Path, device: torch.device, b
 # Scenes
 
 
-def window_offsets(size: int, stride: int) -> list[int]:
-    """Window starts along one axis: every ``stride`` pixels, plus one flush with the far edge."""
-    offsets = list(range(0, size - PATCH_SIZE + 1, stride))
-    if offsets[-1] != size - PATCH_SIZE:
-        offsets.append(size - PATCH_SIZE)
-    return offsets
+class SceneModel(Protocol):
+    """What the scene path needs from a bundle: the classifier `Bundle` now, a pixel-level one later."""
+
+    @property
+    def bands(self) -> list[str]:
+        """The raw bands a scene must have, in order."""
+        ...
+
+    @property
+    def window(self) -> int:
+        """The side of a window in pixels."""
+        ...
+
+    @property
+    def threshold(self) -> float:
+        """Probability at or above which a pixel is a landslide."""
+        ...
+
+    def check_scale(self, raw: np.ndarray, names: Sequence[str], source: str, *, whole: bool) -> None:
+        """Raise a one-line `DataError` for raw windows (n, bands, w, w) at a scale the model was not trained on."""
+        ...
+
+    def window_inputs(self, strip: np.ndarray, cols: Sequence[int]) -> np.ndarray:
+        """The model's inputs for the windows of a raw strip (bands, w, width) starting at ``cols``."""
+        ...
+
+    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
+        """Per-pixel probabilities (n, w, w) of a batch of window inputs."""
+        ...
 
 
-def open_scene(path: Path):  # noqa: ANN201 - a rasterio dataset
-    """Open a 12-band GeoTIFF, refusing other band counts and non-real-valued bands in one line."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        src = rasterio.open(path)
-    except RasterioIOError as exc:
-        raise DataError(f"{path} is not a readable raster ({str(exc).splitlines()[0]}); give a 12-band GeoTIFF") from None
-    if src.count != N_RAW_BANDS:
-        src.close()
-        raise DataError(
-            f"{path} has {src.count} bands, expected {N_RAW_BANDS} in the Zindi order (Red, Green, Blue, NIR, DVV, ..., ADVH); "
-            f"stack the bands into one 12-band GeoTIFF"
-        )
-    bad = [d for d in src.dtypes if str(d).startswith("complex") or np.dtype(d).kind not in "iuf"]
-    if bad:
-        src.close()
-        raise DataError(f"{path} has non-numeric (or complex) bands of type {bad[0]}; write the bands as real numbers (e.g. float32)")
-    if src.height < PATCH_SIZE or src.width < PATCH_SIZE:
-        src.close()
-        raise DataError(f"{path} is {src.width} x {src.height} px, smaller than one {PATCH_SIZE} x {PATCH_SIZE} window")
-    return src
-
-
-def strip_windows(src, row: int, cols: list[int]) -> tuple[np.ndarray, list[int]]:  # noqa: ANN001
-    """The fully valid windows (n, 12, 64, 64) of the strip starting at ``row``, and their columns."""
-    from rasterio.windows import Window
-
-    window = Window(0, row, src.width, PATCH_SIZE)
-    strip = src.read(window=window, out_dtype="float32")
-    invalid = (src.read_masks(window=window) == 0).any(axis=0) | ~np.isfinite(strip).all(axis=0)
-    bad_per_column = np.concatenate([[0], np.cumsum(invalid.sum(axis=0))])
-    keep = [c for c in cols if bad_per_column[c + PATCH_SIZE] == bad_per_column[c]]
-    if not keep:
-        return np.empty((0, N_RAW_BANDS, PATCH_SIZE, PATCH_SIZE), np.float32), []
-    return np.stack([strip[:, :, c : c + PATCH_SIZE] for c in keep]), keep
+TileSink = Callable[[Sequence[tuple[int, int]], np.ndarray], None]  # (row, col) per window, tiles (n, w, w)
 
 
 @dataclass
 class SceneResult:
     probability: np.ndarray  # (H, W) float32, NaN where no scored window covers the pixel
-    windows: list[tuple[int, int, float]]  # (row, col, score) of every scored window
+    n_scored: int  # windows scored
     n_windows: int  # windows on the grid, scored or skipped
 
 
-def score_scene(src, bundle: Bundle, stride: int, device: torch.device, batch_size: int, source: str) -> SceneResult:  # noqa: ANN001
-    """Score every fully valid window; each pixel's probability is the mean over its scored windows."""
-    rows, cols = window_offsets(src.height, stride), window_offsets(src.width, stride)
-    total = np.zeros((src.height, src.width), np.float64)
-    count = np.zeros((src.height, src.width), np.uint16)
-    windows: list[tuple[int, int, float]] = []
-    pending: list[np.ndarray] = []
-    where: list[tuple[int, int]] = []
-    checked = False
+class WindowQueue:
+    """Preprocessed windows waiting for a full batch, and where they lie."""
 
-    def flush() -> None:
-        nonlocal checked
-        raw = np.concatenate(pending)
-        if not checked:
-            check_optical_scale(raw, bundle.optical_scale, f"{source} (the bundle's optical_scale)")
-            checked = True
-        for (r, c), score in zip(where, bundle.score(raw, device, batch_size)):
-            total[r : r + PATCH_SIZE, c : c + PATCH_SIZE] += score
-            count[r : r + PATCH_SIZE, c : c + PATCH_SIZE] += 1
-            windows.append((r, c, float(score)))
-        bar.update(len(raw))
-        pending.clear()
-        where.clear()
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+        self.where: list[tuple[int, int]] = []
+
+    def push(self, inputs: np.ndarray, where: list[tuple[int, int]]) -> None:
+        self.inputs.append(inputs)
+        self.where.extend(where)
+
+    def pop(self, batch_size: int, *, all_of_it: bool = False) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """The whole batches waiting (or everything, with ``all_of_it``); the rest stays queued."""
+        n = len(self.where) if all_of_it else len(self.where) // batch_size * batch_size
+        if not n:
+            return np.empty(0), []
+        stacked = np.concatenate(self.inputs) if len(self.inputs) > 1 else self.inputs[0]
+        taken, where = stacked[:n], self.where[:n]
+        self.inputs, self.where = ([stacked[n:]] if n < len(stacked) else []), self.where[n:]
+        return taken, where
+
+
+def score_scene(
+    src: Dataset, model: SceneModel, stride: int, device: torch.device, batch_size: int, source: str,
+    *, floor: float = TAPER_FLOOR, on_tiles: TileSink | None = None,
+) -> SceneResult:
+    """Score every fully valid window, strip by strip, in full batches; blend the tiles with edge-tapered weights.
+
+    ``on_tiles`` also receives every batch of tiles (the benchmark blends a plain mean from them).
+    """
+    w = model.window
+    rows, cols = window_offsets(src.height, stride, w), window_offsets(src.width, stride, w)
+    blender = Blender(src.height, src.width, w, floor)
+    queue = WindowQueue()
+    n_scored, checked = 0, False
+
+    def run(inputs: np.ndarray, where: list[tuple[int, int]]) -> None:
+        nonlocal n_scored
+        if not where:
+            return
+        tiles = model.predict_tiles(inputs, device, batch_size)
+        blender.add_batch(where, tiles)
+        if on_tiles is not None:
+            on_tiles(where, tiles)
+        n_scored += len(where)
+        bar.update(len(where))
 
     with _progress(len(rows) * len(cols), "windows") as bar:
         for r in rows:
-            found, kept = strip_windows(src, r, cols)
+            strip = read_strip(src, r, w)
+            kept = strip.valid_columns(cols, w)
             bar.update(len(cols) - len(kept))  # skipped (no-data) windows count as done
-            if len(kept):
-                pending.append(found)
-                where.extend((r, c) for c in kept)
-            if sum(len(p) for p in pending) >= PATCHES_PER_CHUNK:
-                flush()
-        if pending:
-            flush()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        probability = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
-    return SceneResult(probability, windows, len(rows) * len(cols))
+            if not kept:
+                continue
+            names = [f"the window at row {r}, column {c}" for c in kept]
+            model.check_scale(strip.windows(kept, w), names, source, whole=not checked)  # the first strip as a whole too
+            checked = True
+            queue.push(model.window_inputs(strip.raw, kept), [(r, c) for c in kept])
+            run(*queue.pop(batch_size))
+        run(*queue.pop(batch_size, all_of_it=True))
+    return SceneResult(blender.result(), n_scored, len(rows) * len(cols))
 
 
-def window_polygon(transform, row: int, col: int) -> list[list[float]]:  # noqa: ANN001
-    corners = [(col, row), (col + PATCH_SIZE, row), (col + PATCH_SIZE, row + PATCH_SIZE), (col, row + PATCH_SIZE), (col, row)]
-    return [list(map(float, transform @ corner)) for corner in corners]
-
-
-def windows_geojson(src, windows: list[tuple[int, int, float]], threshold: float) -> dict:  # noqa: ANN001
-    """A FeatureCollection of the windows scored at or above ``threshold``, in the scene's CRS."""
-    features = [
-        {
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [window_polygon(src.transform, r, c)]},
-            "properties": {"probability": score, "row": r, "col": c},
-        }
-        for r, c, score in windows
-        if score >= threshold
-    ]
-    collection: dict = {"type": "FeatureCollection", "features": features}
-    if src.crs is not None:  # coordinates are in the scene's CRS (RFC 7946 readers assume WGS 84 without it)
-        collection["crs"] = {"type": "name", "properties": {"name": src.crs.to_string()}}
-    return collection
-
-
-def write_scene_outputs(src, result: SceneResult, threshold: float, out: Path, geojson: Path) -> int:  # noqa: ANN001
-    """The probability GeoTIFF on ``src``'s grid and the GeoJSON, together (atomically); returns the feature count."""
-    import rasterio
-
-    profile = {
-        "driver": "GTiff", "width": src.width, "height": src.height, "count": 1, "dtype": "float32",
-        "crs": src.crs, "transform": src.transform, "nodata": float("nan"),
-        "compress": "deflate", "tiled": True, "blockxsize": 256, "blockysize": 256,
+def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
+    return {
+        "LANDSLIDE_THRESHOLD": repr(model.threshold),
+        "LANDSLIDE_BLEND": f"Hann window weights at pixel centres, floor {floor:g}, stride {stride} px, window {model.window} px",
     }
-    collection = windows_geojson(src, result.windows, threshold)
-    with atomic_paths(out, geojson) as (tmp_tif, tmp_json):
-        with rasterio.open(tmp_tif, "w", **profile) as dst:
-            dst.write(result.probability, 1)
-            dst.set_band_description(1, "landslide probability (mean over overlapping windows)")
-        tmp_json.write_text(json.dumps(collection) + "\n")
-    return len(collection["features"])
+
+
+def write_scene_outputs(src: Dataset, result: SceneResult, model: SceneModel, stride: int, out: Path, polygons: Path) -> int:
+    """The probability COG on ``src``'s grid and the polygons, together (atomically); returns the polygon count."""
+    georef = Georef(src.crs, src.transform)
+    return write_map_outputs(result.probability, georef, model.threshold, out, polygons, map_tags(model, stride, TAPER_FLOOR))
+
+
+def check_scene_outputs(scene: Path, out: Path, polygons: Path, stride: int) -> None:
+    """Refuse, before any work, outputs that cannot be written as asked."""
+    if stride < 1:
+        raise DataError(f"--stride {stride} must be >= 1 pixel")
+    check_polygons_path(polygons)
+    paths = [scene.resolve(), out.resolve(), polygons.resolve()]
+    if len(set(paths)) < 3:
+        raise DataError(f"the scene, --out and --polygons must be three different files ({scene}, {out}, {polygons})")
 
 
 def predict_scene(
-    bundle: Bundle, scene: Path, out: Path, geojson: Path, stride: int, device: torch.device, batch_size: int
+    bundle: SceneModel, scene: Path, out: Path, polygons: Path, stride: int, device: torch.device, batch_size: int
 ) -> str:
-    """Probability GeoTIFF (same grid as ``scene``) and GeoJSON of windows at or above the threshold."""
-    if stride < 1:
-        raise DataError(f"--stride {stride} must be >= 1 pixel")
-    with open_scene(scene) as src:
+    """Probability COG (same grid as ``scene``) and polygons of the regions at or above the threshold."""
+    check_scene_outputs(scene, out, polygons, stride)
+    with open_scene(scene, bundle.bands, bundle.window) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
-        n_above = write_scene_outputs(src, result, bundle.threshold, out, geojson)
+        n_regions = write_scene_outputs(src, result, bundle, stride, out, polygons)
     return (
-        f"{len(result.windows)} of {result.n_windows} windows scored (the rest touch no-data), "
-        f"{n_above} at or above {bundle.threshold:.3f} -> {out}, {geojson}"
+        f"{result.n_scored} of {result.n_windows} windows scored (the rest touch no-data), "
+        f"{n_regions} regions at or above {bundle.threshold:.3f} -> {out}, {polygons}"
     )
 
 
 def run_predict(
-    bundle: Bundle, path: Path, out: Path, *, device: torch.device, batch_size: int, stride: int, geojson: Path | None
+    bundle: Bundle, path: Path, out: Path, *, device: torch.device, batch_size: int, stride: int, polygons: Path | None
 ) -> str:
     """Dispatch on the kind of ``path``; returns the summary line."""
     if path.is_dir():
@@ -296,7 +298,7 @@ def run_predict(
             return predict_zindi(bundle, path, out, device, batch_size)
         return predict_patch_folder(bundle, path, out, device, batch_size)
     if path.is_file() and path.suffix.lower() in SCENE_SUFFIXES:
-        return predict_scene(bundle, path, out, geojson or out.with_suffix(".geojson"), stride, device, batch_size)
+        return predict_scene(bundle, path, out, polygons or out.with_suffix(".gpkg"), stride, device, batch_size)
     if not path.exists():
         raise DataError(f"{path} not found; give a folder of .npy patches, a Zindi-layout folder or a GeoTIFF")
     raise DataError(f"{path} is neither a folder nor a .tif/.tiff scene; give a folder of .npy patches, a Zindi folder or a GeoTIFF")

@@ -1,0 +1,130 @@
+"""Reading a scene for `landslide-dvc predict`: checks that refuse it in one line, windows, strips.
+
+A scene is a GeoTIFF (or any raster GDAL reads) with the bundle's bands in the bundle's order,
+located by a CRS and an affine geotransform. A raster located only by ground control points (GCPs)
+or rational polynomial coefficients (RPCs), as raw exports are, has no transform a map could
+keep; so has a raster with no georeference at all. Both are refused with the `gdalwarp` command
+that fixes them, rather than mapped at 0 deg, 0 deg or in pixel units.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landslide_dvc.core.errors import DataError
+
+Dataset = Any  # an open rasterio dataset (rasterio stays an import inside the functions)
+
+
+def window_offsets(size: int, stride: int, window: int) -> list[int]:
+    """Window starts along one axis: every ``stride`` pixels, plus one flush with the far edge."""
+    offsets = list(range(0, size - window + 1, stride))
+    if offsets[-1] != size - window:
+        offsets.append(size - window)
+    return offsets
+
+
+def _open(path: Path) -> Dataset:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():  # a missing georeference is reported below, in one line
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise DataError(f"{path} is not a readable raster ({str(exc).splitlines()[0]}); give a GeoTIFF") from None
+
+
+def georeference_problem(src: Dataset, path: Path) -> str | None:
+    """Why ``src`` cannot give a map in real coordinates (one line, with the fix), or None."""
+    if src.crs is not None and not src.transform.is_identity:
+        return None
+    warped = f"{path.with_name(path.stem + '_warped.tif')}"
+    gcps, _ = src.gcps
+    if gcps:
+        return (
+            f"{path} is located only by {len(gcps)} ground control points (no CRS and geotransform), so a map "
+            f"would land at 0 deg, 0 deg; warp it first (`gdalwarp -r bilinear {path} {warped}`) and predict on that"
+        )
+    if src.rpcs:
+        return (
+            f"{path} is located only by rational polynomial coefficients (RPCs, no CRS and geotransform); "
+            f"orthorectify it first (`gdalwarp -rpc -r bilinear {path} {warped}`) and predict on that"
+        )
+    if src.crs is None and src.transform.is_identity:
+        return f"{path} has no georeference (no CRS, no geotransform); give a georeferenced GeoTIFF"
+    if src.crs is None:
+        return f"{path} has a geotransform but no CRS; set it first (`gdal_edit.py -a_srs EPSG:<code> {path}`)"
+    return f"{path} has a CRS but no geotransform (pixel units); give it one first (`gdal_edit.py -a_ullr ...`)"
+
+
+def open_scene(path: Path, bands: Sequence[str], window: int) -> Dataset:
+    """Open a scene with ``bands`` (the bundle's, in order), refusing what would give a wrong map in one line."""
+    src = _open(path)
+    try:
+        check_scene(src, path, bands, window)
+    except DataError:
+        src.close()
+        raise
+    return src
+
+
+def check_scene(src: Dataset, path: Path, bands: Sequence[str], window: int) -> None:
+    """Band count, band types, size and georeference of an open scene."""
+    if src.count != len(bands):
+        shown = ", ".join(bands[:4]) + (f", ..., {bands[-1]}" if len(bands) > 4 else "")
+        raise DataError(
+            f"{path} has {src.count} bands, the bundle expects {len(bands)} ({shown}, in this order); "
+            f"stack the bands into one {len(bands)}-band GeoTIFF"
+        )
+    bad = [d for d in src.dtypes if str(d).startswith("complex") or np.dtype(d).kind not in "iuf"]
+    if bad:
+        raise DataError(f"{path} has non-numeric (or complex) bands of type {bad[0]}; write the bands as real numbers (e.g. float32)")
+    if src.height < window or src.width < window:
+        raise DataError(f"{path} is {src.width} x {src.height} px, smaller than one {window} x {window} window")
+    problem = georeference_problem(src, path)
+    if problem:
+        raise DataError(problem)
+
+
+@dataclass
+class Strip:
+    """``window`` rows of a scene from ``row`` down, all columns."""
+
+    row: int
+    raw: np.ndarray  # (bands, window, width) float32 as stored
+    invalid: np.ndarray  # (window, width) bool: masked, nodata, NaN or Inf in any band
+
+    def valid_columns(self, cols: Sequence[int], window: int) -> list[int]:
+        """The window starts in ``cols`` whose window holds no invalid pixel."""
+        bad_per_column = np.concatenate([[0], np.cumsum(self.invalid.sum(axis=0))])
+        return [c for c in cols if bad_per_column[c + window] == bad_per_column[c]]
+
+    def windows(self, cols: Sequence[int], window: int) -> np.ndarray:
+        """The raw windows (n, bands, window, window) starting at ``cols``."""
+        if not cols:
+            return np.empty((0, self.raw.shape[0], window, window), np.float32)
+        return np.stack([self.raw[:, :, c : c + window] for c in cols])
+
+
+def read_strip(src: Dataset, row: int, window: int) -> Strip:
+    from rasterio.windows import Window
+
+    area = Window(0, row, src.width, window)
+    raw = src.read(window=area, out_dtype="float32")
+    invalid = (src.read_masks(window=area) == 0).any(axis=0) | ~np.isfinite(raw).all(axis=0)
+    return Strip(row, raw, invalid)
+
+
+def strip_windows(src: Dataset, row: int, cols: list[int], window: int) -> tuple[np.ndarray, list[int]]:
+    """The fully valid windows (n, bands, window, window) of the strip starting at ``row``, and their columns."""
+    strip = read_strip(src, row, window)
+    keep = strip.valid_columns(cols, window)
+    return strip.windows(keep, window), keep

@@ -14,40 +14,20 @@ from typing import Any
 
 import pytest
 from conftest import REPO_ROOT
+from test_params_dvc import SECTIONS as ZINDI_SECTIONS
 
-from landslide_dvc.core.augment import AugmentParams
 from landslide_dvc.core.errors import ParamError
-from landslide_dvc.core.inference import EmbedParams
-from landslide_dvc.core.model import ModelParams
 from landslide_dvc.core.params import get_section, load_params, parse_section
 from landslide_dvc.core.segmentation import SegParams
 from landslide_dvc.core.training import TrainParams
 from landslide_dvc.formats.l4s import L4SParams
 from landslide_dvc.formats.synthetic import SynthesizeParams
 from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
-from landslide_dvc.pipeline.explain import ExplainParams
-from landslide_dvc.pipeline.fit_head import HeadParams
-from landslide_dvc.pipeline.normalize import DataParams, FoldsParams, NormalizeParams
-from landslide_dvc.pipeline.smote import SmoteParams
-from landslide_dvc.pipeline.stats_baseline import StatsBaselineParams
-from landslide_dvc.pipeline.submit import SubmitParams
 
 SECTIONS: dict[str, type] = {
-    "synthesize": SynthesizeParams,
+    **ZINDI_SECTIONS,
     "synthesize_l4s": SynthesizeL4SParams,
-    "data": DataParams,
     "l4s": L4SParams,
-    "normalize": NormalizeParams,
-    "folds": FoldsParams,
-    "smote": SmoteParams,
-    "model": ModelParams,
-    "augment": AugmentParams,
-    "train": TrainParams,
-    "embed": EmbedParams,
-    "head": HeadParams,
-    "stats_baseline": StatsBaselineParams,
-    "submit": SubmitParams,
-    "explain": ExplainParams,
     "seg": SegParams,
 }
 

@@ -1,13 +1,6 @@
 """The model bundle (`export` stage -> models/bundle/): everything `landslide-dvc predict` needs, pickle-free.
 
-Layout:
-  manifest.json          backbone, input size, channel set and recipe, optical scale, normalisation
-                         centre/scale per channel (as `normalize` fitted them), fold count, head,
-                         threshold, TTA views, package version, and the sha256 of every other file
-  folds/fold_K.safetensors   fold K's network weights (safetensors: tensors only, no code)
-  heads/fold_K.skops         svm head: StandardScaler + SVC, skops' secure format
-  heads/fold_K.lgbm.txt      lgbm head: LightGBM's own text model format
-(the fc head is the network's own classifier and has no head files)
+The layout of the files is `landslide_dvc.core.bundle`'s.
 
 The heads are refitted here from the same embeddings with the same code as `fit_head`
 (`landslide_dvc.pipeline.fit_head.fit_model`), and the export refuses to write a bundle unless the refitted heads,

@@ -1,11 +1,17 @@
-"""Landslide4Sense 2022 data in: the official HDF5 layout, pixel masks, image-level labels, channels.
+"""Landslide4Sense 2022 data in: its two HDF5 layouts, pixel masks, image-level labels, channels.
 
-Layout (docs/data-formats.md): ``TrainData/img/image_N.h5`` (dataset ``img``, H x W x 14, channels
-last) and ``TrainData/mask/mask_N.h5`` (dataset ``mask``, H x W, 0/1); ``ValidData/`` and
-``TestData/`` the same, their ``mask/`` folders optional (the first release had none, the later
-full release has them). Patch size and band count are read from the files (128 x 128 x 14 in the
+Layouts (docs/data-formats.md), told apart by their top folders:
+  release       ``TrainData/img/image_N.h5`` (dataset ``img``, H x W x 14, channels last) and
+                ``TrainData/mask/mask_N.h5`` (dataset ``mask``, H x W, 0/1); ``ValidData/`` and
+                ``TestData/`` the same, their ``mask/`` folders optional (the first release had
+                none, the later full release has them);
+  Hugging Face  ``ibm-nasa-geospatial/Landslide4sense``: ``images/{train,validation,test}/image_N.h5``
+                and ``annotations/{train,validation,test}/mask_N.h5``, the same files and datasets.
+The Hugging Face splits train, validation and test are read as TrainData, ValidData and TestData,
+so nothing downstream knows which layout was read. A folder with both layouts or neither is
+refused. Patch size and band count are read from the files (128 x 128 x 14 in the
 release, 32 x 32 in torchgeo's test fixture). Everything broken is a DataError naming the file
-and the fix, raised before anything is written.
+and the fix, raised before anything is written; the rules are the same for both layouts.
 
 Bands: Sentinel-2 B1-B12 (no B8A), slope, DEM. The release stores them already rescaled (means
 near 0, standard deviations near 1) with constants it does not publish, so reflectance ratios
@@ -19,6 +25,7 @@ differences, which keep their meaning under a per-band affine rescaling up to sc
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,6 +43,10 @@ TEST_SPLIT = "TestData"
 SPLITS = (TRAIN_SPLIT, VALID_SPLIT, TEST_SPLIT)
 IMAGE_DIR, MASK_DIR = "img", "mask"
 IMAGE_KEY, MASK_KEY = "img", "mask"
+RELEASE, HUGGING_FACE = "release", "huggingface"
+L4SLayout = Literal["release", "huggingface"]
+HF_IMAGE_DIR, HF_MASK_DIR = "images", "annotations"
+HF_SPLITS = {TRAIN_SPLIT: "train", VALID_SPLIT: "validation", TEST_SPLIT: "test"}
 _IMAGE_FILE = re.compile(r"^image_(\d+)\.h5$")
 _MASK_FILE = re.compile(r"^mask_(\d+)\.h5$")
 
@@ -60,11 +71,58 @@ class L4SParams:
 
 @dataclass
 class L4SSplit:
-    """One split as read: IDs (``image_N``), images (N, bands, H, W) float32, masks (N, H, W) uint8 or None."""
+    """One split as read: IDs (``image_N``), images (N, bands, H, W) float32, masks (N, H, W) uint8 or None,
+    and the folder it came from (``root/TrainData``; ``root/images/train`` in the Hugging Face layout)."""
 
     ids: list[str]
     images: np.ndarray
     masks: np.ndarray | None
+    folder: Path
+
+
+@dataclass(frozen=True)
+class SplitFolders:
+    """Where one split's files lie in a layout: the split's folder (named in messages), its images, its masks."""
+
+    layout: L4SLayout
+    split: str  # the release's name: TrainData, ValidData or TestData
+    folder: Path
+    images: Path
+    masks: Path
+
+
+def _folders(names: Sequence[str]) -> str:
+    return ", ".join(f"{name}/" for name in names)
+
+
+def detect_layout(root: Path) -> L4SLayout:
+    """The layout of ``root`` from its top folders; both layouts or neither is a DataError."""
+    release = [name for name in SPLITS if (root / name).is_dir()]
+    hugging_face = [name for name in (HF_IMAGE_DIR, HF_MASK_DIR) if (root / name).is_dir()]
+    if release and hugging_face:
+        raise DataError(
+            f"{root} holds both Landslide4Sense layouts (release: {_folders(release)}; Hugging Face: "
+            f"{_folders(hugging_face)}); keep one: move the other out of data.dir"
+        )
+    if hugging_face:
+        return HUGGING_FACE
+    if release:
+        return RELEASE
+    raise DataError(
+        f"{root} holds no Landslide4Sense layout (looked for the release's {_folders(SPLITS)} and the Hugging "
+        f"Face copy's {_folders((HF_IMAGE_DIR, HF_MASK_DIR))}); point data.dir at the folder that holds them"
+    )
+
+
+def split_folders(root: Path, split: str, layout: L4SLayout) -> SplitFolders:
+    """The folders of ``split`` (a release name) in ``layout``: train -> TrainData, validation -> ValidData, ..."""
+    if layout == RELEASE:
+        return SplitFolders(layout, split, root / split, root / split / IMAGE_DIR, root / split / MASK_DIR)
+    if split not in HF_SPLITS:
+        raise ValueError(f"unknown Landslide4Sense split {split!r}; use one of {', '.join(SPLITS)}")
+    name = HF_SPLITS[split]
+    images = root / HF_IMAGE_DIR / name
+    return SplitFolders(layout, split, images, images, root / HF_MASK_DIR / name)
 
 
 def _numbered(folder: Path, pattern: re.Pattern[str], example: str) -> dict[int, Path]:
@@ -126,35 +184,57 @@ def _check_mask(path: Path, mask: np.ndarray, size: tuple[int, int]) -> np.ndarr
     return mask.astype(np.uint8)
 
 
-def load_l4s_split(root: Path, split: str, *, masks_required: bool) -> L4SSplit:
-    """Read ``root/split`` (img/ and, when present or required, mask/), validated, in image-number order."""
-    image_dir, mask_dir = root / split / IMAGE_DIR, root / split / MASK_DIR
-    if not image_dir.is_dir():
-        raise DataError(
-            f"{image_dir} not found; data.dir must hold the Landslide4Sense layout "
-            f"({split}/{IMAGE_DIR}/image_N.h5): point data.dir at the folder that holds TrainData/"
+def _missing_images(folders: SplitFolders) -> DataError:
+    if folders.layout == RELEASE:
+        return DataError(
+            f"{folders.images} not found; data.dir must hold the Landslide4Sense layout "
+            f"({folders.split}/{IMAGE_DIR}/image_N.h5): point data.dir at the folder that holds TrainData/"
         )
-    images = _numbered(image_dir, _IMAGE_FILE, "image_N.h5")
+    return DataError(
+        f"{folders.images} not found; data.dir holds the Hugging Face layout, which keeps {folders.split} in "
+        f"{HF_IMAGE_DIR}/{folders.images.name}/image_N.h5: add the split's images or point data.dir at a complete copy"
+    )
+
+
+def _image_files(folders: SplitFolders) -> dict[int, Path]:
+    """{N: image path} of the split; a missing or empty image folder is a DataError."""
+    if not folders.images.is_dir():
+        raise _missing_images(folders)
+    images = _numbered(folders.images, _IMAGE_FILE, "image_N.h5")
     if not images:
-        raise DataError(f"{image_dir} holds no image_N.h5 files; add the split's images")
-    masks: dict[int, Path] | None = None
-    if mask_dir.is_dir():
-        masks = _numbered(mask_dir, _MASK_FILE, "mask_N.h5")
-    elif masks_required:
-        raise DataError(f"{mask_dir} not found; the training split needs a mask_N.h5 for every image_N.h5")
-    if masks is not None:
-        missing = sorted(set(images) - set(masks))
-        if missing:
-            raise DataError(
-                f"{mask_dir / f'mask_{missing[0]}.h5'} not found ({len(missing)} of {len(images)} images have "
-                f"no mask); add the masks or remove those images"
-            )
-        orphans = sorted(set(masks) - set(images))
-        if orphans:
-            raise DataError(
-                f"{masks[orphans[0]]} has no image ({image_dir / f'image_{orphans[0]}.h5'} not found); "
-                f"add the image or remove the mask"
-            )
+        raise DataError(f"{folders.images} holds no image_N.h5 files; add the split's images")
+    return images
+
+
+def _check_pairs(folders: SplitFolders, images: dict[int, Path], masks: dict[int, Path]) -> None:
+    """Every image has its mask and every mask its image."""
+    missing = sorted(set(images) - set(masks))
+    if missing:
+        raise DataError(
+            f"{folders.masks / f'mask_{missing[0]}.h5'} not found ({len(missing)} of {len(images)} images have "
+            f"no mask); add the masks or remove those images"
+        )
+    orphans = sorted(set(masks) - set(images))
+    if orphans:
+        raise DataError(
+            f"{masks[orphans[0]]} has no image ({folders.images / f'image_{orphans[0]}.h5'} not found); "
+            f"add the image or remove the mask"
+        )
+
+
+def _mask_files(folders: SplitFolders, images: dict[int, Path], required: bool) -> dict[int, Path] | None:
+    """{N: mask path} paired with ``images``, or None when the split has no mask folder (and needs none)."""
+    if not folders.masks.is_dir():
+        if required:
+            raise DataError(f"{folders.masks} not found; the training split needs a mask_N.h5 for every image_N.h5")
+        return None
+    masks = _numbered(folders.masks, _MASK_FILE, "mask_N.h5")
+    _check_pairs(folders, images, masks)
+    return masks
+
+
+def _read_split(folders: SplitFolders, images: dict[int, Path], masks: dict[int, Path] | None) -> L4SSplit:
+    """Read and check every image (and mask) in image-number order; the first image sets size and bands."""
     numbers = sorted(images)
     first = read_array(images[numbers[0]], IMAGE_KEY)
     _check_image(images[numbers[0]], first, None)
@@ -167,7 +247,16 @@ def load_l4s_split(root: Path, split: str, *, masks_required: bool) -> L4SSplit:
         out[k] = np.moveaxis(image.astype(np.float32), -1, 0)
         if out_masks is not None and masks is not None:
             out_masks[k] = _check_mask(masks[number], read_array(masks[number], MASK_KEY), size)
-    return L4SSplit(ids=[f"image_{n}" for n in numbers], images=out, masks=out_masks)
+    return L4SSplit(ids=[f"image_{n}" for n in numbers], images=out, masks=out_masks, folder=folders.folder)
+
+
+def load_l4s_split(root: Path, split: str, *, masks_required: bool) -> L4SSplit:
+    """Read split ``split`` (TrainData, ValidData, TestData) of ``root`` in either layout: its images and,
+    when present or required, its masks, validated, in image-number order."""
+    folders = split_folders(root, split, detect_layout(root))
+    images = _image_files(folders)
+    masks = _mask_files(folders, images, masks_required)
+    return _read_split(folders, images, masks)
 
 
 def labels_from_masks(masks: np.ndarray, min_pixels: int) -> np.ndarray:

@@ -270,8 +270,8 @@ def run_normalize_l4s(
     test = load_l4s_split(root, l4s.test_split, masks_required=False)
     if test.images.shape[1:] != train.images.shape[1:]:
         raise DataError(
-            f"{root / l4s.test_split}: images of shape {test.images.shape[1:]} (bands, H, W) differ from "
-            f"{root / TRAIN_SPLIT}'s {train.images.shape[1:]}; both splits must come from the same release"
+            f"{test.folder}: images of shape {test.images.shape[1:]} (bands, H, W) differ from "
+            f"{train.folder}'s {train.images.shape[1:]}; both splits must come from the same release"
         )
     assert train.masks is not None  # masks_required
     labels = labels_from_masks(train.masks, l4s.min_pixels)

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 from helpers import files_under, run_stage_script
-from test_l4s import BAD_CASES, l4s_params, make_l4s
+from test_l4s import BAD_CASES, l4s_params, make_l4s, normalize_error
 
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.formats.l4s import detect_layout, load_l4s_split
@@ -153,16 +153,9 @@ def test_bad_hf_input_stops_normalize(case: str, tmp_path: Path, monkeypatch, ca
     corrupt, expected = BAD_CASES[case]
     corrupt(data)  # broken as in the release's test, then laid out as on Hugging Face
     to_hugging_face(data)
-    l4s_params(tmp_path / "params.yaml", data={"dir": "data/l4s"}, folds={"ids": [0, 1]})
-    before = files_under(tmp_path)
-    code, err = run_stage_script("normalize", tmp_path, monkeypatch, capsys)
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("normalize: error: ")
-    assert hf_path(expected) in lines[0], lines[0]
-    assert "TrainData/" not in lines[0] and "ValidData/" not in lines[0], lines[0]  # paths of the layout read
-    assert files_under(tmp_path) == before
+    line = normalize_error(tmp_path, monkeypatch, capsys)
+    assert hf_path(expected) in line, line
+    assert "TrainData/" not in line and "ValidData/" not in line, line  # paths of the layout read
 
 
 def test_hf_test_split_of_another_shape_names_the_hf_folders(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -24,8 +24,10 @@ from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.core.training import TrainParams
 from landslide_dvc.experiments import load_preset
 from landslide_dvc.formats.synthetic import SynthesizeParams
+from landslide_dvc.formats.synthetic_scene import SceneParams
 from landslide_dvc.pipeline.explain import ExplainParams
 from landslide_dvc.pipeline.fit_head import HeadParams
+from landslide_dvc.pipeline.map_scene import MapSceneParams
 from landslide_dvc.pipeline.normalize import DataParams, FoldsParams, NormalizeParams
 from landslide_dvc.pipeline.smote import SmoteParams
 from landslide_dvc.pipeline.stats_baseline import StatsBaselineParams
@@ -48,6 +50,8 @@ SECTIONS = {
     "stats_baseline": StatsBaselineParams,
     "submit": SubmitParams,
     "explain": ExplainParams,
+    "scene": SceneParams,
+    "map_scene": MapSceneParams,
 }
 
 # (key, what the user types after `-S key=`, the value and type the stage must see)

@@ -76,6 +76,9 @@ ACCEPTED = [
     ("embed.tta", 8, 8),
     ("smote.alpha", 2, 2.0),
     ("augment.rotate", 0, 0.0),
+    ("scene.origin_m", [600000, 3100000], [600000.0, 3100000.0]),
+    ("scene.cloud_share", 0, 0.0),
+    ("map_scene.device", "cpu", "cpu"),
 ]
 
 
@@ -148,6 +151,9 @@ REFUSED = [
      "synthesize_l4s.haze_blue=[0.01] must be [low, high] with 0 <= low <= high <= 0.2"),
     ("l4s", {"test_split": "Test"}, "l4s.test_split='Test' is not allowed; use one of 'ValidData', 'TestData'"),
     ("folds", {"seed": 1.5}, "folds.seed=1.5 has the wrong type; expected int"),
+    ("scene", {"utm_epsg": 4326}, "scene.utm_epsg=4326 is not a WGS 84 / UTM zone; use 32601-32660 (north) or 32701-32760 (south)"),
+    ("scene", {"size": 64}, "scene.size=64 must be in [128, 16384] px"),
+    ("map_scene", {"stride": 0}, "map_scene.stride=0 must be >= 1 pixel"),
 ]
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -414,6 +414,11 @@ class _Scene:
     scar_mask: np.ndarray = field(default_factory=_no_field)
     orbits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # bit 1 desc, bit 2 asc
     cloud_cover: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # Set for a continuous landscape (``generate_landscape``), where a patch's random share would be
+    # a whole region's: the share of the area under towns / clouds, and a river instead of lakes.
+    town_share: float | None = None
+    cloud_share: float | None = None
+    river_only: bool = False
 
     @property
     def size(self) -> int:
@@ -486,6 +491,11 @@ def _count_objects(scene: _Scene, rng: np.random.Generator) -> None:
     scene.n_scars = np.where(scene.positive, rng.choice([1, 2, 3], size=size, p=[0.5, 0.3, 0.2]), 0)
     scene.n_bare = np.where(scene.hard_kind == _BARE, rng.choice([1, 2, 3], size=size, p=[0.5, 0.3, 0.2]), 0)
     scene.n_fields = np.where(scene.has_fields, rng.integers(1, 4, size), 0)
+    _no_objects_yet(scene)
+
+
+def _no_objects_yet(scene: _Scene) -> None:
+    size = scene.size
     scene.scar_area = np.zeros(size, np.float32)
     scene.scar_mask = np.zeros((size, _N, _N), np.float32)
     scene.orbits = np.zeros(size, np.int64)
@@ -514,6 +524,36 @@ def _steepest_sites(
     return np.take_along_axis(xs, best, axis=1)[:, 0], np.take_along_axis(ys, best, axis=1)[:, 0]
 
 
+# Object masks are computed this many pixels at a time (objects x pixels per object): a 64 px
+# chunk's objects always fit in one piece (so the patch datasets' bytes do not depend on it); a
+# large landscape's hundreds of scars are painted in pieces instead of one (scars, H, W) array.
+_MASK_BUDGET = 1 << 22
+
+
+def _object_masks(
+    patch: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, length: np.ndarray,
+    width: np.ndarray, taper: np.ndarray, pert: np.ndarray,
+) -> Callable[[], Iterator[tuple[slice, np.ndarray]]]:
+    """A function yielding (objects, their ``_shapes`` masks) piece by piece, in object order.
+
+    Callable more than once (painting needs the masks before and after random draws): one piece is
+    kept, more are recomputed. Object order keeps every patch's objects in slot order, so
+    ``_scatter_add`` sums in the same order as in one piece.
+    """
+    per_piece = max(1, _MASK_BUDGET // (_N * _N))
+
+    def pieces() -> Iterator[tuple[slice, np.ndarray]]:
+        for start in range(0, patch.size, per_piece):
+            part = slice(start, start + per_piece)
+            yield part, _shapes(patch[part], cx[part], cy[part], angle[part], length[part], width[part],
+                                taper[part], pert)
+
+    if patch.size <= per_piece:
+        kept = list(pieces())
+        return lambda: iter(kept)
+    return pieces
+
+
 def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     """Scars on positives: fresh soil/rock replaces vegetation, backscatter changes (one or both orbits)."""
     patch, slot = _slots(scene.n_scars)
@@ -531,10 +571,11 @@ def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     # Landslides run downslope: orient the scar along -grad(h) at its centre, plus noise.
     angle = np.arctan2(-scene.slope_y[patch, iy, ix], -scene.slope_x[patch, iy, ix]) + rng.normal(0.0, 0.4, count)
     width = np.maximum(1.8, length * rng.uniform(0.25, 0.5, count))
-    masks = _shapes(patch, cx, cy, angle, length, width, rng.uniform(0.4, 1.0, count), scene.outline_noise)
+    masks = _object_masks(patch, cx, cy, angle, length, width, rng.uniform(0.4, 1.0, count), scene.outline_noise)
     strength = np.where(weak, rng.uniform(0.25, 0.55, count), rng.uniform(0.6, 1.0, count))
     soil_cover = np.zeros((size, _N, _N), np.float32)
-    _scatter_max(soil_cover, patch, slot, masks * _col(strength))
+    for part, mask in masks():
+        _scatter_max(soil_cover, patch[part], slot[part], mask * _col(strength[part]))
     scene.optical = _paint(scene.optical, soil_cover, _bare_spectrum(rng, size, (0.12, 0.24), (0.18, 0.30)))
     # SAR: visible in both orbits, only descending or only ascending (shadow, layover).
     seen = rng.choice([3, 1, 2], size=count, p=[0.5, 0.25, 0.25])
@@ -545,10 +586,12 @@ def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     change_vh = change_vh * gain
     for orbit, bit in ((0, 1), (1, 2)):
         on = (seen & bit) > 0
-        _scatter_add(scene.change[2 * orbit], patch, slot, masks * _col(change_vv * on))
-        _scatter_add(scene.change[2 * orbit + 1], patch, slot, masks * _col(change_vh * on))
+        for part, mask in masks():
+            _scatter_add(scene.change[2 * orbit], patch[part], slot[part], mask * _col(change_vv[part] * on[part]))
+            _scatter_add(scene.change[2 * orbit + 1], patch[part], slot[part], mask * _col(change_vh[part] * on[part]))
     np.bitwise_or.at(scene.orbits, patch, seen)
-    _scatter_max(scene.scar_mask, patch, slot, masks)
+    for part, mask in masks():
+        _scatter_max(scene.scar_mask, patch[part], slot[part], mask)
     scene.scar_area = (scene.scar_mask > 0.5).sum(axis=(1, 2)).astype(np.float32)
 
 
@@ -576,9 +619,11 @@ def _bare_ground(scene: _Scene, rng: np.random.Generator, *, fields: bool) -> No
         taper = rng.uniform(0.4, 1.0, count)
     margin = 4 if fields else 8
     cx, cy = rng.uniform(margin, _N - margin, count), rng.uniform(margin, _N - margin, count)
-    masks = _shapes(patch, cx, cy, angle, length, width, taper, scene.outline_noise)
+    masks = _object_masks(patch, cx, cy, angle, length, width, taper, scene.outline_noise)
     cover = np.zeros((size, _N, _N), np.float32)
-    _scatter_max(cover, patch, slot, masks * _col(rng.uniform(0.6, 1.0, count)))
+    opacity = rng.uniform(0.6, 1.0, count)
+    for part, mask in masks():
+        _scatter_max(cover, patch[part], slot[part], mask * _col(opacity[part]))
     # Bare scars are the same rock/soil as landslides; fields are browner, some still green.
     spectrum = _bare_spectrum(rng, size, (0.08, 0.20) if fields else (0.12, 0.24),
                               (0.20, 0.34) if fields else (0.18, 0.30))
@@ -588,7 +633,8 @@ def _bare_ground(scene: _Scene, rng: np.random.Generator, *, fields: bool) -> No
     if fields:
         harvest = np.where(rng.random(count) < 0.3, rng.uniform(-3.0, -1.0, count), 0.0)
         harvested = np.zeros((size, _N, _N), np.float32)
-        _scatter_add(harvested, patch, slot, masks * _col(harvest))
+        for part, mask in masks():
+            _scatter_add(harvested, patch[part], slot[part], mask * _col(harvest[part]))
         orbit = rng.integers(0, 2, size)
         for o in range(2):
             scene.change[2 * o] += harvested * _col(orbit == o)
@@ -602,7 +648,7 @@ def _water(scene: _Scene, rng: np.random.Generator) -> None:
     idx = np.flatnonzero(scene.has_water)
     if idx.size:
         k = idx.size
-        lake = rng.random(k) < 0.5
+        lake = (rng.random(k) < 0.5) & (not scene.river_only)
         level = scipy.special.ndtri(1.0 - rng.uniform(0.05, 0.3, k)).astype(np.float32)
         lake_mask = np.clip((scene.feature_field[idx] - _col(level)) * 3.0, 0.0, 1.0) * _col(lake)
         theta = rng.uniform(0, np.pi, k)
@@ -630,7 +676,8 @@ def _towns(scene: _Scene, rng: np.random.Generator) -> None:
     town = np.zeros((size, _N, _N), np.float32)
     idx = np.flatnonzero(scene.has_town)
     if idx.size:
-        level = scipy.special.ndtri(1.0 - rng.uniform(0.1, 0.6, idx.size)).astype(np.float32)
+        share = rng.uniform(0.1, 0.6, idx.size) if scene.town_share is None else np.full(idx.size, scene.town_share)
+        level = scipy.special.ndtri(1.0 - share).astype(np.float32)
         town[idx] = np.clip((-scene.feature_field[idx] - _col(level)) * 3.0, 0.0, 1.0)
         mask = town[idx]
         roofs = 0.06 * np.abs(scene.texture[idx])
@@ -700,11 +747,12 @@ def _clouds(scene: _Scene, rng: np.random.Generator) -> None:
         return
     k = idx.size
     azimuth = _sun_azimuth(scene.shift)
-    thick = rng.random(k) < _THICK_CLOUDS
+    thick = (rng.random(k) < _THICK_CLOUDS) | (scene.cloud_share is not None)  # a landscape's share: opaque clouds
     # Shadows fall 4-10 px away from the sun (direction to the sun: sin az, -cos az).
     offset = -rng.uniform(4.0, 10.0, (k, 1)) * np.array([[np.sin(azimuth), -np.cos(azimuth)]])
     cloud, shadow_field = _smooth_fields(rng, rng.uniform(4.0, 10.0, k), shift=offset)
-    level = scipy.special.ndtri(1.0 - rng.uniform(0.35, 0.995, k)).astype(np.float32)
+    covered = rng.uniform(0.35, 0.995, k) if scene.cloud_share is None else np.full(k, scene.cloud_share)
+    level = scipy.special.ndtri(1.0 - covered).astype(np.float32)  # the cloud field exceeds it on that share
     sharpness = _col(rng.uniform(1.5, 4.0, k))
     alpha_thick = np.clip((cloud - _col(level)) * sharpness, 0.0, 1.0)
     alpha_thin = _col(rng.uniform(0.25, 0.7, k)) / (1.0 + np.exp(-2.0 * (cloud + 1.0)))
@@ -818,9 +866,15 @@ def _generate_batch(
     labels: np.ndarray, region: Region, rng: np.random.Generator, params: SynthesizeParams
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Images (b, 64, 64, 12) for the given labels, and per-patch latent variables."""
-    scene = _draw_scene(labels, region, rng, params)
+    return _render(_draw_scene(labels, region, rng, params), rng, _count_objects)
+
+
+def _render(
+    scene: _Scene, rng: np.random.Generator, count_objects: Callable[[_Scene, np.random.Generator], None]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Paint drawn scenes: land cover, ``count_objects``'s objects, water, towns, light, clouds, sensors."""
     _land_cover(scene, rng)
-    _count_objects(scene, rng)
+    count_objects(scene, rng)
     _landslides(scene, rng)
     _bare_ground(scene, rng, fields=False)
     _bare_ground(scene, rng, fields=True)
@@ -848,6 +902,57 @@ def _generate_batch(
         "terrain_gradient": np.hypot(scene.slope_x, scene.slope_y) * _col(scene.relief),
     }
     return images, meta
+
+
+@dataclass(frozen=True)
+class LandscapeObjects:
+    """What a continuous landscape holds, per km^2 (Poisson means) or as a share of its area."""
+
+    scars_per_km2: float  # landslide scars
+    look_alikes_per_km2: float  # bare scars: quarries, road cuts, old scars (no SAR change)
+    fields_per_km2: float  # bare or harvested fields
+    town_share: float  # share of the area under towns
+    cloud_share: float  # share of the area under opaque clouds (their shadows besides)
+
+
+def generate_landscape(
+    size: int,
+    region: Region,
+    rng: np.random.Generator,
+    params: SynthesizeParams,
+    objects: LandscapeObjects,
+    *,
+    pixel_km: float = 0.01,
+    landscape: Landscape = ZINDI_LANDSCAPE,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One continuous ``size`` x ``size`` landscape from the patch model: image (1, H, W, 12) and meta.
+
+    The same steps paint it as a patch (terrain, land cover, scars running downslope, look-alikes,
+    fields, a river, towns, haze, clouds, both sensors), with the smooth fields drawn over the whole
+    grid, so hills, rivers and clouds continue across what would be patch borders. Object counts
+    follow the area (``objects``, ``pixel_km`` per pixel) instead of a patch's one to three; the
+    landscape holds scars whatever ``params``'s priors say. ``region`` "test" applies the region
+    shift. The meta are ``generate_split``'s, for the one landscape.
+    """
+    if not 64 <= size <= 16384:
+        raise ValueError(f"size must be in [64, 16384] px, got {size}")
+    area_km2 = (size * pixel_km) ** 2
+    with _patch_grid(size, landscape):
+        scene = _draw_scene(np.ones(1, np.int64), region, rng, params)
+        scene.cloudy = np.array([objects.cloud_share > 0])
+        scene.hard_kind = np.zeros(1, np.int64)
+        scene.has_water, scene.has_town = np.array([True]), np.array([objects.town_share > 0])
+        scene.noisy, scene.outlier = np.array([False]), np.array([False])
+        scene.town_share, scene.cloud_share, scene.river_only = objects.town_share, objects.cloud_share, True
+
+        def count_by_area(scene: _Scene, rng: np.random.Generator) -> None:
+            scene.n_scars = rng.poisson(objects.scars_per_km2 * area_km2, 1)
+            scene.n_bare = rng.poisson(objects.look_alikes_per_km2 * area_km2, 1)
+            scene.n_fields = rng.poisson(objects.fields_per_km2 * area_km2, 1)
+            scene.has_fields = scene.n_fields > 0
+            _no_objects_yet(scene)
+
+        return _render(scene, rng, count_by_area)
 
 
 def _archive_values(bands: list[np.ndarray]) -> np.ndarray:
@@ -1038,7 +1143,9 @@ __all__ = [
     "HARD_KINDS",
     "OPTICAL_SCALE",
     "SynthesizeParams",
+    "generate_landscape",
     "generate_split",
+    "LandscapeObjects",
     "listed_test_rows",
     "make_ids",
     "split_rng",

@@ -63,3 +63,11 @@ SEG_METRICS = Path("metrics/seg.json")
 SEG_EXAMPLES = Path("plots/seg/examples.png")
 SEG_LIVE_DIR = Path("dvclive/train_seg")
 SEG_RESUME_DIR = Path("models/resume/seg")
+
+# The scene with known landslides, its map and the map's scores (both pipelines; L4S's under l4s/).
+SCENE_DIR = Path("data/scene")
+SCENE_FILE = SCENE_DIR / "scene.tif"
+MAP_FILE = Path("maps/scene.tif")
+MAP_POLYGONS = Path("maps/scene.gpkg")
+MAP_METRICS = Path("metrics/map.json")
+MAP_FIGURE = Path("plots/map/scene.png")

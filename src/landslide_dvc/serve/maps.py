@@ -28,20 +28,17 @@ from typing import Any
 import numpy as np
 
 from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.geo import (
+    Georef,
+    label_regions,
+    region_areas_m2,
+    region_polygons,
+    write_features,
+)
 from landslide_dvc.core.io import atomic_paths
 
 POLYGON_SUFFIXES = (".gpkg", ".geojson")
-POLYGON_LAYER = "landslides"
 COG_BLOCK = 256
-EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
-
-
-@dataclass(frozen=True)
-class Georef:
-    """Where a map lies: the scene's CRS (a rasterio CRS) and affine transform."""
-
-    crs: Any
-    transform: Any
 
 
 @dataclass
@@ -88,61 +85,23 @@ def write_cog(path: Path, probability: np.ndarray, georef: Georef, tags: dict[st
         )
 
 
-def pixel_areas_m2(rows: np.ndarray, cols: np.ndarray, georef: Georef) -> np.ndarray:
-    """Ground area (m^2) of the pixels at (rows, cols)."""
-    t = georef.transform
-    det = abs(t.a * t.e - t.b * t.d)
-    if georef.crs.is_geographic:  # degrees: the pixel's area on a sphere at its centre's latitude
-        lat = np.radians(t.d * (cols + 0.5) + t.e * (rows + 0.5) + t.f)
-        return EARTH_RADIUS_M**2 * np.cos(lat) * det * math.radians(1.0) ** 2
-    try:
-        metres = float(georef.crs.linear_units_factor[1])
-    except Exception:  # noqa: BLE001 - rasterio raises CRSError for CRSs without linear units
-        raise DataError(f"the scene's CRS {georef.crs} has no linear unit, so areas cannot be given in m^2") from None
-    return np.full(len(rows), det * metres**2)
-
-
-def label_regions(probability: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
-    """Labels (H, W) int32 of the 4-connected regions at or above ``threshold`` (0: none), and their count."""
-    from scipy import ndimage
-
-    above = np.nan_to_num(probability, nan=-np.inf) >= threshold
-    labels, count = ndimage.label(above, structure=ndimage.generate_binary_structure(2, 1))
-    return labels.astype(np.int32), int(count)
-
-
 def find_regions(probability: np.ndarray, threshold: float, georef: Georef) -> Regions:
     """The polygons of the regions at or above ``threshold``, with area and mean and max probability."""
-    from rasterio.features import shapes
-    from shapely.geometry import shape
-
-    labels, count = label_regions(probability, threshold)
+    labels, count = label_regions(np.nan_to_num(probability, nan=-np.inf) >= threshold)
     rows, cols = np.nonzero(labels)
     ids = labels[rows, cols]
     values = probability[rows, cols].astype(np.float64)
     n_pixels = np.bincount(ids, minlength=count + 1)[1:]
-    area = np.bincount(ids, weights=pixel_areas_m2(rows, cols, georef), minlength=count + 1)[1:]
     mean = np.bincount(ids, weights=values, minlength=count + 1)[1:] / np.maximum(n_pixels, 1)
     peak = np.full(count + 1, -np.inf)
     np.maximum.at(peak, ids, values)
-    geometries: list[Any] = [None] * count
-    for geometry, value in shapes(labels, mask=labels > 0, connectivity=4, transform=georef.transform):
-        geometries[int(value) - 1] = shape(geometry)
-    return Regions(geometries, area, mean, peak[1:])
+    return Regions(region_polygons(labels, count, georef), region_areas_m2(labels, count, georef), mean, peak[1:])
 
 
 def write_polygons(path: Path, regions: Regions, georef: Georef) -> None:
-    """The regions as a GeoPackage (the scene's CRS) or GeoJSON (reprojected to WGS 84 by GDAL, RFC 7946)."""
-    import shapely
-    from pyogrio.raw import write
-
-    geojson = path.suffix.lower() == ".geojson"
-    write(
-        path, np.array([shapely.to_wkb(g) for g in regions.geometries], dtype=object),
-        [regions.area_m2, regions.mean_prob, regions.max_prob], ["area_m2", "mean_prob", "max_prob"],
-        layer=POLYGON_LAYER, driver="GeoJSON" if geojson else "GPKG", geometry_type="Polygon",
-        crs=georef.crs.to_wkt(), layer_options={"RFC7946": "YES"} if geojson else None,
-    )
+    """The regions as a GeoPackage (the scene's CRS) or GeoJSON (WGS 84), with their attributes."""
+    columns = {"area_m2": regions.area_m2, "mean_prob": regions.mean_prob, "max_prob": regions.max_prob}
+    write_features(path, regions.geometries, columns, georef.crs)
 
 
 @contextmanager

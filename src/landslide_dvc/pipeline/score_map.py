@@ -122,9 +122,10 @@ def _draw_polygons(ax: Any, polygons: Sequence[Any], georef: Georef, colour: str
     inverse = ~georef.transform
     for polygon in polygons:
         for ring in [polygon.exterior, *polygon.interiors]:
-            xs, ys = ring.xy
-            cols, rows = inverse * (np.asarray(xs), np.asarray(ys))
-            ax.plot(np.asarray(cols) - 0.5, np.asarray(rows) - 0.5, color=colour, linewidth=0.7)
+            xs, ys = (np.asarray(v) for v in ring.xy)
+            cols = inverse.a * xs + inverse.b * ys + inverse.c
+            rows = inverse.d * xs + inverse.e * ys + inverse.f
+            ax.plot(cols - 0.5, rows - 0.5, color=colour, linewidth=0.7)  # pixel edges lie at half pixels
 
 
 def plot_scene_map(

@@ -18,8 +18,9 @@ from pipeline import commit_all, dvc, make_repo, merge, stages_run
 
 from landslide_dvc.core.bands import L4S_BANDS
 from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.segmentation import pixel_scores
-from landslide_dvc.formats.l4s import derive_l4s_channels, l4s_channel_names, labels_from_masks, load_l4s_split
+from landslide_dvc.formats.l4s import labels_from_masks, load_l4s_split
 from landslide_dvc.formats.synthetic import OPTICAL_SCALE, Landscape, generate_split, split_rng
 from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, write_l4s_dataset
 

@@ -23,12 +23,14 @@ from landslide_dvc.core.training import TrainParams
 from landslide_dvc.formats.l4s import L4SParams
 from landslide_dvc.formats.synthetic import SynthesizeParams
 from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
+from landslide_dvc.pipeline.export_seg import ExportSegParams
 
 SECTIONS: dict[str, type] = {
     **ZINDI_SECTIONS,
     "synthesize_l4s": SynthesizeL4SParams,
     "l4s": L4SParams,
     "seg": SegParams,
+    "export_seg": ExportSegParams,
 }
 
 ZINDI = load_params(REPO_ROOT / "params.yaml")
@@ -36,7 +38,7 @@ L4S = load_params(REPO_ROOT / "l4s" / "params.yaml")
 
 
 def base(section: str) -> dict[str, Any]:
-    return dict(L4S[section] if section in ("synthesize_l4s", "l4s", "seg") else ZINDI[section])
+    return dict(L4S[section] if section in ("synthesize_l4s", "l4s", "seg", "export_seg") else ZINDI[section])
 
 
 def parse(section: str, change: dict[str, Any]) -> Any:
@@ -74,6 +76,7 @@ ACCEPTED = [
     ("seg.threshold", 0.5, 0.5),
     ("synthesize_l4s.haze_blue", [0, 0.04], [0.0, 0.04]),
     ("embed.tta", 8, 8),
+    ("export_seg.tta", 1, 1),
     ("smote.alpha", 2, 2.0),
     ("augment.rotate", 0, 0.0),
     ("scene.origin_m", [600000, 3100000], [600000.0, 3100000.0]),
@@ -145,6 +148,8 @@ REFUSED = [
      "seg.decoder_channels=(64, 32, 16, 8) has the wrong type; expected a list of int"),
     ("seg", {"device": 1}, "seg.device=1 has the wrong type; expected str"),
     ("seg", {"encoder_depth": 6}, "seg.encoder_depth=6 must be in [3, 5]"),
+    ("export_seg", {"tta": 2}, "export_seg.tta=2 must be 1, 4 or 8 (dihedral views per pixel)"),
+    ("export_seg", {"tta": 8.0}, "export_seg.tta=8.0 has the wrong type; expected int"),
     ("submit", {"head": "knn"}, "submit.head='knn' is not allowed; use one of 'fc', 'svm', 'lgbm'"),
     ("explain", {"split": "train"}, "explain.split='train' is not allowed; use one of 'val', 'test'"),
     ("synthesize_l4s", {"haze_blue": [0.01]},

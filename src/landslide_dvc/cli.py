@@ -17,19 +17,29 @@ from landslide_dvc.core.errors import LandslideError
 def _predict_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="score .npy patches, a Zindi test folder or a 12-band GeoTIFF with a model bundle",
-        description="Score a folder of (64, 64, 12) .npy patches (-> CSV of ID, probability, label), a Zindi-layout "
-        "folder with Test.csv (-> challenge submission) or a 12-band GeoTIFF (-> probability Cloud Optimized GeoTIFF + polygons).",
+        help="score .npy patches, a Zindi test folder or a GeoTIFF scene with a model bundle",
+        description="With a classifier bundle (models/bundle): score a folder of (64, 64, 12) .npy patches (-> CSV of ID, "
+        "probability, label), a Zindi-layout folder with Test.csv (-> challenge submission) or a 12-band GeoTIFF "
+        "(-> probability Cloud Optimized GeoTIFF + polygons). With a segmentation bundle (l4s/models/seg_bundle): map a "
+        "14-band Landslide4Sense GeoTIFF the same way, pixel by pixel.",
     )
     p.add_argument("path", type=Path, help="patch folder, Zindi-layout folder, or .tif/.tiff scene")
-    p.add_argument("--bundle", type=Path, default=Path("models/bundle"), help="model bundle (default: models/bundle)")
+    p.add_argument(
+        "--bundle", type=Path, default=Path("models/bundle"),
+        help="model bundle, classifier or segmentation (default: models/bundle)",
+    )
     p.add_argument("--out", type=Path, required=True, help="CSV for folders; probability COG (.tif) for a scene")
-    p.add_argument("--stride", type=int, default=32, help="scene: pixels between window starts (default 32)")
+    p.add_argument(
+        "--stride", type=int, help="scene: pixels between window starts (default: half the bundle's window, 32 or 64)",
+    )
     p.add_argument(
         "--polygons", type=Path,
         help="scene: regions at/above the threshold, .gpkg (scene CRS) or .geojson (WGS 84); default: --out with .gpkg",
     )
-    p.add_argument("--batch-size", type=int, default=256, help="patches per forward pass (default 256)")
+    p.add_argument(
+        "--batch-size", type=int,
+        help="patches per forward pass, times the TTA views (default: 256 for a classifier, 32 for a segmentation bundle)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "cuda:auto"], help="as train.device")
 
 
@@ -38,7 +48,7 @@ def predict_command(args: argparse.Namespace) -> str:
     from landslide_dvc.serve.bundle import load_bundle
     from landslide_dvc.serve.predict import run_predict
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise LandslideError(f"--batch-size {args.batch_size} must be >= 1")
     device = select_device(args.device, "predict --device")
     bundle = load_bundle(args.bundle).to(device)

@@ -1,16 +1,24 @@
 """The model bundle's files: manifest, sha256 checks and safetensors weights.
 
-The `export` stage writes a bundle (`landslide_dvc.pipeline.export`) and `landslide-dvc predict`
-loads one (`landslide_dvc.serve.bundle`); both go through these definitions of the layout.
+A bundle is of one of two kinds, named by the manifest's ``kind``: ``classifier`` (the Zindi
+pipeline's window classifier; a manifest without ``kind``, as bundles exported before the
+segmentation kind have, is one) or ``segmentation`` (the Landslide4Sense U-Net). The `export` and
+`export_seg` stages write them (`landslide_dvc.pipeline.export`, `.export_seg`) and
+`landslide-dvc predict` loads either (`landslide_dvc.serve.bundle`); all go through these
+definitions of the layout, the sha256 rules included.
 
-Layout:
+Classifier layout:
   manifest.json          backbone, input size, channel set and recipe, optical scale, normalisation
                          centre/scale per channel (as `normalize` fitted them), fold count, head,
                          threshold, TTA views, package version, and the sha256 of every other file
   folds/fold_K.safetensors   fold K's network weights (safetensors: tensors only, no code)
   heads/fold_K.skops         svm head: StandardScaler + SVC, skops' secure format
   heads/fold_K.lgbm.txt      lgbm head: LightGBM's own text model format
-(the fc head is the network's own classifier and has no head files)"""
+(the fc head is the network's own classifier and has no head files)
+Segmentation layout (`landslide_dvc.core.seg_bundle`):
+  manifest.json          raw bands, channel set and recipe, normalisation centre/scale, window,
+                         threshold, U-Net architecture, TTA views, package version, sha256s
+  unet.safetensors       the U-Net's weights"""
 
 from __future__ import annotations
 
@@ -29,6 +37,10 @@ BUNDLE_FORMAT = 1
 
 MANIFEST = "manifest.json"
 
+CLASSIFIER = "classifier"
+SEGMENTATION = "segmentation"
+BUNDLE_KINDS = (CLASSIFIER, SEGMENTATION)
+
 
 CHANNEL_RECIPE = "landslide_dvc.core.channels.raw_to_channels"  # optical / optical_scale, then derived channels
 
@@ -46,7 +58,7 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(path))
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
+def load_weights(path: Path, fix: str = "`dvc repro export`") -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -54,7 +66,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError):
         raise DataError(
-            f"{path} is not a safetensors file (the bundle loads no pickled weights); re-export with `dvc repro export`"
+            f"{path} is not a safetensors file (the bundle loads no pickled weights); re-export with {fix}"
         ) from None
 
 
@@ -71,18 +83,42 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def bundle_kind(path: Path, manifest: dict[str, Any]) -> str:
+    """The manifest's kind; a manifest without one is a classifier's (bundles exported before the kind existed)."""
+    kind = manifest.get("kind", CLASSIFIER)
+    if kind not in BUNDLE_KINDS:
+        raise DataError(
+            f"{path / MANIFEST} has kind {kind!r}; predict loads {' and '.join(repr(k) for k in BUNDLE_KINDS)} "
+            f"bundles: re-export it, or update landslide-dvc to the version that wrote it ({manifest.get('package_version')})"
+        )
+    return str(kind)
+
+
+def export_command(manifest: dict[str, Any]) -> str:
+    """The command that writes a bundle of this manifest's kind again (for the fix in an error)."""
+    return "`dvc repro l4s/dvc.yaml:export_seg`" if manifest.get("kind") == SEGMENTATION else "`dvc repro export`"
+
+
+def weight_files(path: Path, manifest: dict[str, Any]) -> set[str]:
+    """The files a bundle's networks and heads load from, by kind."""
+    if bundle_kind(path, manifest) == SEGMENTATION:
+        return {manifest["weights"]}
+    return {f["weights"] for f in manifest["folds"]} | {f["head"] for f in manifest["folds"] if "head" in f}
+
+
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
     """Every file the manifest lists exists and matches its sha256."""
+    fix = export_command(manifest)
     for name, expected in manifest["files"].items():
         file = path / name
         if Path(name).is_absolute() or ".." in Path(name).parts or not file.is_file():
-            raise DataError(f"{file} listed in {path / MANIFEST} is missing; re-export the bundle with `dvc repro export`")
+            raise DataError(f"{file} listed in {path / MANIFEST} is missing; re-export the bundle with {fix}")
         if file_sha256(file) != expected:
             raise DataError(
                 f"{file} does not match its sha256 in {path / MANIFEST} (changed or corrupt); refusing the bundle: "
-                f"re-export it with `dvc repro export` or copy it again"
+                f"re-export it with {fix} or copy it again"
             )
     listed = set(manifest["files"])
-    needed = {f["weights"] for f in manifest["folds"]} | {f["head"] for f in manifest["folds"] if "head" in f}
+    needed = weight_files(path, manifest)
     if needed - listed:
         raise DataError(f"{path / MANIFEST} uses {sorted(needed - listed)[0]} without its sha256; re-export the bundle")

@@ -13,13 +13,9 @@ refused. Patch size and band count are read from the files (128 x 128 x 14 in th
 release, 32 x 32 in torchgeo's test fixture). Everything broken is a DataError naming the file
 and the fix, raised before anything is written; the rules are the same for both layouts.
 
-Bands: Sentinel-2 B1-B12 (no B8A), slope, DEM. The release stores them already rescaled (means
-near 0, standard deviations near 1) with constants it does not publish, so reflectance ratios
-such as NDVI cannot be recovered from the files; the derived channels are therefore band
-differences, which keep their meaning under a per-band affine rescaling up to scale and offset:
-  B8-B4   near infrared minus red: vegetation contrast (falls on fresh scars, NDVI's numerator)
-  B3-B8   green minus near infrared: water (NDWI's numerator)
-  B12-B8  short-wave infrared minus near infrared: bare soil and rock (NBR's numerator, negated)
+Bands: Sentinel-2 B1-B12 (no B8A), slope, DEM, stored already rescaled (means near 0, standard
+deviations near 1). The channel sets derived from them (14, or 17 with band differences) are
+`landslide_dvc.core.l4s_channels`, shared with `landslide-dvc predict`.
 """
 
 from __future__ import annotations
@@ -49,13 +45,6 @@ HF_IMAGE_DIR, HF_MASK_DIR = "images", "annotations"
 HF_SPLITS = {TRAIN_SPLIT: "train", VALID_SPLIT: "validation", TEST_SPLIT: "test"}
 _IMAGE_FILE = re.compile(r"^image_(\d+)\.h5$")
 _MASK_FILE = re.compile(r"^mask_(\d+)\.h5$")
-
-DIFFERENCE_CHANNELS: tuple[tuple[str, str, str], ...] = (
-    ("B8-B4", "B8", "B4"),
-    ("B3-B8", "B3", "B8"),
-    ("B12-B8", "B12", "B8"),
-)
-L4SChannelSet = Literal[14, 17]
 
 
 @params_section
@@ -262,25 +251,3 @@ def load_l4s_split(root: Path, split: str, *, masks_required: bool) -> L4SSplit:
 def labels_from_masks(masks: np.ndarray, min_pixels: int) -> np.ndarray:
     """Image-level labels (N,) int8: 1 where a mask (N, H, W) has at least ``min_pixels`` landslide pixels."""
     return (masks.reshape(len(masks), -1).sum(axis=1, dtype=np.int64) >= min_pixels).astype(np.int8)
-
-
-def l4s_channel_names(channels: L4SChannelSet) -> list[str]:
-    """14: the bands as released; 17: + the three band differences."""
-    names = list(L4S_BANDS) + ([name for name, _, _ in DIFFERENCE_CHANNELS] if channels >= 17 else [])
-    if len(names) != channels:
-        raise ValueError(f"unsupported Landslide4Sense channel set {channels}")
-    return names
-
-
-def derive_l4s_channels(raw: np.ndarray, channels: L4SChannelSet) -> np.ndarray:
-    """Bands (N, 14, H, W) -> the channel set (N, channels, H, W), float32."""
-    if raw.ndim != 4 or raw.shape[1] != len(L4S_BANDS):
-        raise ValueError(f"expected bands of shape (N, {len(L4S_BANDS)}, H, W), got {raw.shape}")
-    index = {name: i for i, name in enumerate(L4S_BANDS)}
-    parts = [raw.astype(np.float32, copy=False)]
-    if channels >= 17:
-        parts.append(np.stack([raw[:, index[a]] - raw[:, index[b]] for _, a, b in DIFFERENCE_CHANNELS], axis=1))
-    out = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-    if out.shape[1] != channels:
-        raise ValueError(f"unsupported Landslide4Sense channel set {channels}")
-    return out.astype(np.float32, copy=False)

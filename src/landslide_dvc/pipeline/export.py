@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from landslide_dvc.core.bands import PATCH_SIZE, RAW_BANDS
-from landslide_dvc.core.bundle import BUNDLE_FORMAT, CHANNEL_RECIPE, MANIFEST, package_version, save_weights
+from landslide_dvc.core.bundle import BUNDLE_FORMAT, CHANNEL_RECIPE, CLASSIFIER, MANIFEST, package_version, save_weights
 from landslide_dvc.core.checkpoint import load_checkpoint
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.heads import Head, head_file, head_scores, load_head, save_head
@@ -88,6 +88,7 @@ def run_export(
         assert network is not None
         manifest = {
             "format": BUNDLE_FORMAT,
+            "kind": CLASSIFIER,
             "package": "landslide-dvc",
             "package_version": package_version(),
             "backbone": network["backbone"],

@@ -32,14 +32,13 @@ from sklearn.model_selection import StratifiedKFold
 from landslide_dvc.core.channels import ChannelSet, channel_names, check_optical_scale, raw_to_channels
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_paths, content_digest
+from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.params import Exact, params_section, require
 from landslide_dvc.core.patches import TEST_CSV, TEST_DIR, TRAIN_CSV, TRAIN_DIR, load_images
 from landslide_dvc.core.scaling import NormMethod, apply_statistics, fit_statistics
 from landslide_dvc.formats.l4s import (
     TRAIN_SPLIT,
     L4SParams,
-    derive_l4s_channels,
-    l4s_channel_names,
     labels_from_masks,
     load_l4s_split,
 )

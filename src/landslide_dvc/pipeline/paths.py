@@ -63,6 +63,7 @@ SEG_METRICS = Path("metrics/seg.json")
 SEG_EXAMPLES = Path("plots/seg/examples.png")
 SEG_LIVE_DIR = Path("dvclive/train_seg")
 SEG_RESUME_DIR = Path("models/resume/seg")
+SEG_BUNDLE_DIR = Path("models/seg_bundle")
 
 # The scene with known landslides, its map and the map's scores (both pipelines; L4S's under l4s/).
 SCENE_DIR = Path("data/scene")

@@ -13,6 +13,10 @@ For scenes a bundle is a `SceneModel` (`landslide_dvc.serve.predict`): its bands
 ``window_inputs`` (a strip's windows preprocessed, once per strip where every channel is computed
 pixel by pixel) and ``predict_tiles`` (per-pixel probability tiles; the classifier fills each
 window with its score).
+
+`load_bundle` loads either kind of bundle (``kind`` in the manifest; none means a classifier, as
+bundles exported before the segmentation kind): this module's classifier `Bundle`, or the U-Net's
+`landslide_dvc.serve.seg_bundle.SegBundle`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ import torch
 from torch import nn
 
 from landslide_dvc.core.bands import OPTICAL_BANDS
-from landslide_dvc.core.bundle import MANIFEST, load_weights, read_manifest, verify_files
+from landslide_dvc.core.bundle import (
+    CLASSIFIER,
+    MANIFEST,
+    SEGMENTATION,
+    bundle_kind,
+    load_weights,
+    read_manifest,
+    verify_files,
+)
 from landslide_dvc.core.channels import (
     OPTICAL_SCALES,
     REFLECTANCE_P99_RANGE,
@@ -41,6 +53,7 @@ from landslide_dvc.core.heads import Head, head_scores, load_head
 from landslide_dvc.core.inference import TTA_VIEWS, dihedral_views, view_mean
 from landslide_dvc.core.model import ModelParams, create_model, embed, resize_input
 from landslide_dvc.core.scaling import apply_statistics
+from landslide_dvc.serve.seg_bundle import SegBundle, load_seg_bundle
 
 PIXELWISE_CHANNEL_SETS = (12, 20)  # every channel computed from its own pixel (28 adds per-image edge maps)
 SCALE_NAMES = {1.0: "reflectance", 10000.0: "Sentinel-2 digital numbers (reflectance x 10,000)"}
@@ -55,6 +68,9 @@ class Bundle:
     networks: list[nn.Module]
     heads: list[Any]  # None per fold for the fc head
 
+    kind = CLASSIFIER
+    default_batch_size = 256  # patches per forward pass; with TTA a pass holds that many times the views
+
     @property
     def head(self) -> Head:
         return self.manifest["head"]
@@ -62,6 +78,10 @@ class Bundle:
     @property
     def threshold(self) -> float:
         return float(self.manifest["threshold"])
+
+    @property
+    def tta(self) -> int:
+        return int(self.manifest["tta"])
 
     @property
     def optical_scale(self) -> float:
@@ -188,12 +208,14 @@ def scale_misfits(raw: np.ndarray, optical_scale: float) -> np.ndarray:
     return np.array([f is not None and f != optical_scale for f in fitting_scales(patch_p99(raw))])
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Verify and load a bundle on the CPU (``Bundle.to`` moves it)."""
+def load_bundle(path: str | Path) -> Bundle | SegBundle:
+    """Verify and load a bundle of either kind on the CPU (``.to(device)`` moves it)."""
     path = Path(path)
     manifest = read_manifest(path)
     try:
         verify_files(path, manifest)
+        if bundle_kind(path, manifest) == SEGMENTATION:
+            return load_seg_bundle(path, manifest)
         if manifest["tta"] not in TTA_VIEWS or manifest["head"] not in ("fc", "svm", "lgbm"):
             raise DataError(f"{path / MANIFEST} has tta {manifest['tta']} / head {manifest['head']}; re-export the bundle")
         params = ModelParams(

@@ -1,12 +1,17 @@
 """`landslide-dvc predict`: a model bundle applied to new patches, a Zindi-layout test folder, or a scene.
 
+Either kind of bundle (`landslide_dvc.serve.bundle.load_bundle`): the classifier takes all three
+inputs below; the segmentation bundle (the Landslide4Sense U-Net) maps scenes only, with its own
+bands (the release's 14), window (128 px) and per-pixel probabilities.
+
 Inputs (the kind is told by the path):
   folder with Test.csv   the challenge layout: a submission with the sample file's header and rows
                          (an ID listed twice is scored once and written twice, as `submit` does)
   other folder           every {ID}.npy below it, (64, 64, 12) in the Zindi band order and the
                          bundle's optical scale -> CSV of ID, probability, label
-  .tif/.tiff file        a georeferenced GeoTIFF with the bundle's bands (12, Zindi order) ->
-                         64 x 64 windows every ``stride`` pixels, blended with edge-tapered weights
+  .tif/.tiff file        a georeferenced GeoTIFF with the bundle's bands (classifier: 12, Zindi order;
+                         segmentation: 14, Landslide4Sense order) -> windows of the bundle's size
+                         (64 or 128 px) every ``stride`` pixels, blended with edge-tapered weights
                          (`landslide_dvc.serve.blend`) -> probability Cloud Optimized GeoTIFF (same
                          CRS and transform) + polygons of the regions at or above the bundle's
                          threshold (.gpkg next to it, or ``--polygons``; `landslide_dvc.serve.maps`)
@@ -16,7 +21,7 @@ Patches go through the bundle's own preprocessing (`Bundle.preprocess`: the pipe
 `raw_to_channels` and `normalize`'s `apply_statistics`) in chunks, with a progress bar. Every
 patch (every scene window) is checked against the bundle's optical scale on its own.
 
-The scene path asks a bundle only for what `SceneModel` lists, so a bundle that predicts pixels
+The scene path asks a bundle only for what `SceneModel` lists, so the U-Net, which predicts pixels,
 plugs in beside the window classifier: its ``predict_tiles`` returns its own per-pixel tiles.
 """
 
@@ -50,6 +55,7 @@ from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import Bundle
 from landslide_dvc.serve.maps import Georef, check_polygons_path, write_map_outputs
 from landslide_dvc.serve.scene import Dataset, open_scene, read_strip, window_offsets
+from landslide_dvc.serve.seg_bundle import SegBundle
 
 SCENE_SUFFIXES = (".tif", ".tiff")
 PATCHES_PER_CHUNK = 2048  # patches preprocessed and scored together (bounds memory, keeps batches full)
@@ -149,7 +155,17 @@ def predict_zindi(bundle: Bundle, root: Path, out: Path, device: torch.device, b
 
 
 class SceneModel(Protocol):
-    """What the scene path needs from a bundle: the classifier `Bundle` now, a pixel-level one later."""
+    """What the scene path needs from a bundle: the classifier `Bundle` or the segmentation `SegBundle`."""
+
+    @property
+    def kind(self) -> str:
+        """classifier or segmentation (named in the map's tags and in errors)."""
+        ...
+
+    @property
+    def tta(self) -> int:
+        """Test-time augmentation views averaged per window (named in the map's tags)."""
+        ...
 
     @property
     def bands(self) -> list[str]:
@@ -254,6 +270,8 @@ def score_scene(
 
 def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
     return {
+        "LANDSLIDE_BUNDLE_KIND": model.kind,
+        "LANDSLIDE_TTA_VIEWS": str(model.tta),
         "LANDSLIDE_THRESHOLD": repr(model.threshold),
         "LANDSLIDE_BLEND": f"Hann window weights at pixel centres, floor {floor:g}, stride {stride} px, window {model.window} px",
     }
@@ -280,7 +298,7 @@ def predict_scene(
 ) -> str:
     """Probability COG (same grid as ``scene``) and polygons of the regions at or above the threshold."""
     check_scene_outputs(scene, out, polygons, stride)
-    with open_scene(scene, bundle.bands, bundle.window) as src:
+    with open_scene(scene, bundle.bands, bundle.window, kind=bundle.kind) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
         n_regions = write_scene_outputs(src, result, bundle, stride, out, polygons)
     return (
@@ -290,10 +308,23 @@ def predict_scene(
 
 
 def run_predict(
-    bundle: Bundle, path: Path, out: Path, *, device: torch.device, batch_size: int, stride: int, polygons: Path | None
+    bundle: Bundle | SegBundle, path: Path, out: Path, *, device: torch.device, batch_size: int | None = None,
+    stride: int | None = None, polygons: Path | None = None,
 ) -> str:
-    """Dispatch on the kind of ``path``; returns the summary line."""
+    """Dispatch on the kind of ``path``; returns the summary line.
+
+    ``batch_size`` defaults to the bundle's (256 patches for the classifier, 32 windows for the
+    U-Net), ``stride`` to half the bundle's window (32 px for the classifier, 64 px for the U-Net),
+    where the Hann weights of neighbouring windows sum to 1.
+    """
+    batch_size = bundle.default_batch_size if batch_size is None else batch_size
+    stride = bundle.window // 2 if stride is None else stride
     if path.is_dir():
+        if isinstance(bundle, SegBundle):
+            raise DataError(
+                f"{path} is a folder, and the segmentation bundle {bundle.path} maps GeoTIFF scenes only; give it a "
+                f"{len(bundle.bands)}-band scene (.tif), or score patches with a classifier bundle (--bundle models/bundle)"
+            )
         if (path / TEST_CSV).is_file():
             return predict_zindi(bundle, path, out, device, batch_size)
         return predict_patch_folder(bundle, path, out, device, batch_size)

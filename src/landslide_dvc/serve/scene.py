@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from landslide_dvc.core.bundle import SEGMENTATION
 from landslide_dvc.core.errors import DataError
 
 Dataset = Any  # an open rasterio dataset (rasterio stays an import inside the functions)
@@ -65,21 +66,26 @@ def georeference_problem(src: Dataset, path: Path) -> str | None:
     return f"{path} has a CRS but no geotransform (pixel units); give it one first (`gdal_edit.py -a_ullr ...`)"
 
 
-def open_scene(path: Path, bands: Sequence[str], window: int) -> Dataset:
+def open_scene(path: Path, bands: Sequence[str], window: int, *, kind: str = "classifier") -> Dataset:
     """Open a scene with ``bands`` (the bundle's, in order), refusing what would give a wrong map in one line."""
     src = _open(path)
     try:
-        check_scene(src, path, bands, window)
+        check_scene(src, path, bands, window, kind=kind)
     except DataError:
         src.close()
         raise
     return src
 
 
-def check_scene(src: Dataset, path: Path, bands: Sequence[str], window: int) -> None:
-    """Band count, band types, size and georeference of an open scene."""
+def check_scene(src: Dataset, path: Path, bands: Sequence[str], window: int, *, kind: str = "classifier") -> None:
+    """Band count, band types, size and georeference of an open scene (``kind``: the bundle's, named in the band error)."""
     if src.count != len(bands):
         shown = ", ".join(bands[:4]) + (f", ..., {bands[-1]}" if len(bands) > 4 else "")
+        if kind == SEGMENTATION:
+            raise DataError(
+                f"{path} has {src.count} bands; the segmentation bundle needs the {len(bands)} Landslide4Sense bands "
+                f"({shown}, in this order): stack them into one {len(bands)}-band GeoTIFF"
+            )
         raise DataError(
             f"{path} has {src.count} bands, the bundle expects {len(bands)} ({shown}, in this order); "
             f"stack the bands into one {len(bands)}-band GeoTIFF"

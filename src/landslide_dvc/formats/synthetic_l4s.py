@@ -33,6 +33,7 @@ from landslide_dvc.core.bands import L4S_BANDS
 from landslide_dvc.core.params import params_section, require
 from landslide_dvc.formats.l4s import IMAGE_DIR, IMAGE_KEY, MASK_DIR, MASK_KEY, TEST_SPLIT, TRAIN_SPLIT, VALID_SPLIT
 from landslide_dvc.formats.synthetic import OPTICAL_SCALE, Landscape, SynthesizeParams, generate_split
+from landslide_dvc.formats.synthetic_scene import DrawnScene, SceneParams, draw_landscape, swath_mask
 
 # Weights of (blue, green, red, NIR) reflectance in each Sentinel-2 band, and an offset.
 _MIXTURES: dict[str, tuple[float, float, float, float, float]] = {
@@ -167,5 +168,15 @@ def write_l4s_dataset(out_dir: Path, params: SynthesizeL4SParams) -> dict[str, t
         _write_split(Path(out_dir) / split, l4s_bands(images, meta, rng), masks if with_masks else None)
         summary[split] = (n, int((masks.reshape(n, -1).sum(axis=1) > 0).sum()))
     return summary
+
+
+def draw_l4s_scene(params: SceneParams, l4s: SynthesizeL4SParams) -> DrawnScene:
+    """The Landslide4Sense scene: its stand-in's landscape, the 14 rescaled release bands."""
+    images, meta, rng = draw_landscape(params, l4s.scene_params(), l4s.landscape())
+    bands = l4s_bands(images, meta, rng)[0]
+    return DrawnScene(
+        bands=np.ascontiguousarray(bands.transpose(2, 0, 1)), band_names=list(L4S_BANDS),
+        scars=meta["scar_mask"][0], valid=swath_mask(params.size, params.nodata_share), n_scars=int(meta["n_scars"][0]),
+    )
 
 

@@ -5,7 +5,7 @@ not a mosaic of patches: terrain, land cover, a river, towns, fields, bare look-
 and the landslide scars the model places, in the test region (with the region shift), so every
 scar is known to the pixel. The Zindi scene holds the 12 Zindi bands at the archive's scales
 (Sentinel-2 digital numbers, Sentinel-1 dB); the Landslide4Sense scene holds the release's 14
-rescaled bands, drawn with its stand-in's landscape (``synthetic_l4s``). A corner outside the
+rescaled bands, drawn with its stand-in's landscape (``synthetic_l4s.draw_l4s_scene``). A corner outside the
 swath is no data. The grid is UTM with 10 m pixels; the files are ``formats.scene``'s layout.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from landslide_dvc.core.bands import L4S_BANDS, RAW_BANDS
+from landslide_dvc.core.bands import RAW_BANDS
 from landslide_dvc.core.params import params_section, require
 from landslide_dvc.formats.synthetic import (
     ZINDI_LANDSCAPE,
@@ -24,7 +24,6 @@ from landslide_dvc.formats.synthetic import (
     SynthesizeParams,
     generate_landscape,
 )
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, l4s_bands
 
 PIXEL_M = 10.0  # Sentinel-2's 10 m bands (both datasets' patches are at 10 m)
 
@@ -87,9 +86,10 @@ def swath_mask(size: int, nodata_share: float) -> np.ndarray:
     return ((size - 1 - rows) + (size - 1 - cols)) / size >= leg
 
 
-def _landscape(
+def draw_landscape(
     params: SceneParams, synth: SynthesizeParams, landscape: Landscape = ZINDI_LANDSCAPE
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.random.Generator]:
+    """The scene's landscape (test region), its meta and the generator, which drew it and draws on."""
     rng = np.random.default_rng(np.random.SeedSequence(params.seed))
     images, meta = generate_landscape(
         params.size, "test", rng, synth, params.objects(), pixel_km=PIXEL_M / 1000, landscape=landscape
@@ -99,21 +99,11 @@ def _landscape(
 
 def draw_zindi_scene(params: SceneParams, synth: SynthesizeParams) -> DrawnScene:
     """The Zindi scene: 12 bands at the archive's scales; ``synth`` gives the region shift."""
-    images, meta, _ = _landscape(params, synth)
+    images, meta, _ = draw_landscape(params, synth)
     return DrawnScene(
         bands=np.ascontiguousarray(images[0].transpose(2, 0, 1)), band_names=list(RAW_BANDS),
         scars=meta["scar_mask"][0], valid=swath_mask(params.size, params.nodata_share), n_scars=int(meta["n_scars"][0]),
     )
 
 
-def draw_l4s_scene(params: SceneParams, l4s: SynthesizeL4SParams) -> DrawnScene:
-    """The Landslide4Sense scene: its stand-in's landscape, the 14 rescaled release bands."""
-    images, meta, rng = _landscape(params, l4s.scene_params(), l4s.landscape())
-    bands = l4s_bands(images, meta, rng)[0]
-    return DrawnScene(
-        bands=np.ascontiguousarray(bands.transpose(2, 0, 1)), band_names=list(L4S_BANDS),
-        scars=meta["scar_mask"][0], valid=swath_mask(params.size, params.nodata_share), n_scars=int(meta["n_scars"][0]),
-    )
-
-
-__all__ = ["PIXEL_M", "DrawnScene", "SceneParams", "draw_l4s_scene", "draw_zindi_scene", "swath_mask"]
+__all__ = ["PIXEL_M", "DrawnScene", "SceneParams", "draw_landscape", "draw_zindi_scene", "swath_mask"]

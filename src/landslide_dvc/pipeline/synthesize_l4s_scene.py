@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
-from landslide_dvc.formats.synthetic_scene import DrawnScene, SceneParams, draw_l4s_scene
+from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, draw_l4s_scene
+from landslide_dvc.formats.synthetic_scene import DrawnScene, SceneParams
 from landslide_dvc.pipeline.synthesize_scene import write_drawn_scene
 
 

@@ -38,7 +38,7 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--batch-size", type=int,
-        help="patches per forward pass, times the TTA views (default: 256 for a classifier, 32 for a segmentation bundle)",
+        help="patches per forward pass, times the TTA views (default: 256 for a classifier, 4 for a segmentation bundle)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "cuda:auto"], help="as train.device")
 

@@ -313,8 +313,8 @@ def run_predict(
 ) -> str:
     """Dispatch on the kind of ``path``; returns the summary line.
 
-    ``batch_size`` defaults to the bundle's (256 patches for the classifier, 32 windows for the
-    U-Net), ``stride`` to half the bundle's window (32 px for the classifier, 64 px for the U-Net),
+    ``batch_size`` defaults to the bundle's (256 patches for the classifier, 4 windows for the
+    U-Net, so 32 images per pass with 8 views), ``stride`` to half the bundle's window (32 px for the classifier, 64 px for the U-Net),
     where the Hann weights of neighbouring windows sum to 1.
     """
     batch_size = bundle.default_batch_size if batch_size is None else batch_size

@@ -56,7 +56,10 @@ RESCALE_FIX = (
     "the segmentation bundle takes the Landslide4Sense release's rescaled bands (means near 0, standard deviations "
     "near 1): rescale each band as the release does before predicting"
 )
-DEFAULT_BATCH_SIZE = 32  # windows per forward pass; with 8 TTA views a pass holds 256 128-px windows (~1 GB on the CPU)
+# Windows per forward pass; with 8 TTA views a pass holds 32 128-px images. On 2 CPU cores a U-Net pass of
+# 32 images ran 1.6x faster per image than one of 256 (activations that fit the caches): bench/predict_scene.py.
+# On a GPU, raise it (--batch-size, map_scene.batch_size).
+DEFAULT_BATCH_SIZE = 4
 
 
 def undo_dihedral_views(per_view: torch.Tensor, n_views: int) -> torch.Tensor:

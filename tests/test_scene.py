@@ -110,3 +110,30 @@ def test_painting_objects_in_pieces_gives_the_same_bytes_as_in_one(monkeypatch: 
     monkeypatch.setattr(synthetic, "_MASK_BUDGET", 3 * 64 * 64)  # three objects per piece
     pieces, _ = generate_split(64, 0.5, "train", np.random.default_rng(5), params)
     np.testing.assert_array_equal(whole, pieces)
+
+
+def test_a_landscape_counts_hundreds_of_scars() -> None:
+    """Regression: a patch holds at most three scars, a landscape hundreds (an int8 count wrapped around)."""
+    from landslide_dvc.formats.synthetic_scene import draw_zindi_scene
+
+    scene = draw_zindi_scene(small_scene(scars_per_km2=50.0), get_section(ZINDI, SynthesizeParams, "synthesize"))
+    assert scene.n_scars > 127
+
+
+def test_a_landscape_paints_its_objects_in_boxes_as_over_the_whole_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scars, look-alikes and fields of a landscape are painted only around themselves; the bytes are
+    those of masks over the whole grid (the slow way, forced here)."""
+    from landslide_dvc.formats.synthetic_scene import draw_zindi_scene
+
+    params, synth = small_scene(scars_per_km2=20.0, fields_per_km2=10.0), get_section(ZINDI, SynthesizeParams, "synthesize")
+    boxed = draw_zindi_scene(params, synth)
+    whole_grid = synthetic._ObjectMasks.__init__
+
+    def over_the_whole_grid(self: object, *args: object, boxed: bool, **kwargs: object) -> None:
+        whole_grid(self, *args, boxed=False, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(synthetic._ObjectMasks, "__init__", over_the_whole_grid)
+    full = draw_zindi_scene(params, synth)
+    assert boxed.n_scars == full.n_scars > 20
+    np.testing.assert_array_equal(boxed.bands, full.bands)
+    np.testing.assert_array_equal(boxed.scars, full.scars)

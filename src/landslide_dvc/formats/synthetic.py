@@ -311,17 +311,26 @@ def _shapes(
     """
     if img.size == 0:
         return np.zeros((0, _N, _N), np.float32)
-    cos, sin = _col(np.cos(angle)), _col(np.sin(angle))
-    dx, dy = _XX - _col(cx), _YY - _col(cy)
+    return _shape_values(_XX, _YY, pert[img], _col(cx), _col(cy), _col(np.cos(angle)), _col(np.sin(angle)), _col(length),
+                         _col(width), _col(taper))
+
+
+def _shape_values(
+    xx: np.ndarray, yy: np.ndarray, pert: np.ndarray, cx: np.ndarray, cy: np.ndarray, cos: np.ndarray,
+    sin: np.ndarray, length: np.ndarray, width: np.ndarray, taper: np.ndarray,
+) -> np.ndarray:
+    """``_shapes``' formula on pixel coordinates ``xx``, ``yy`` (float32), parameters as float32 columns.
+
+    Elementwise, so a window of the grid gives the same values as the whole grid there.
+    """
+    dx, dy = xx - cx, yy - cy
     along = dx * cos + dy * sin
     across = np.abs(dy * cos - dx * sin)
-    lengths = _col(length)
-    t = np.clip(along / lengths + 0.5, 0.0, 1.0)
-    tp = _col(taper)
-    profile = np.where(tp > 0, np.maximum(np.sin(np.pi * t ** np.maximum(tp, 1e-3)), 0.0) ** 0.6, 1.0)
+    t = np.clip(along / length + 0.5, 0.0, 1.0)
+    profile = np.where(taper > 0, np.maximum(np.sin(np.pi * t ** np.maximum(taper, 1e-3)), 0.0) ** 0.6, 1.0)
     # Rectangles get soft ends; tapering shapes close by themselves (profile -> 0 at t = 0, 1).
-    ends = np.clip((0.5 * lengths - np.abs(along)) + 0.5, 0.0, 1.0)
-    half = 0.5 * _col(width) * profile * (1.0 + 0.35 * pert[img])
+    ends = np.clip((0.5 * length - np.abs(along)) + 0.5, 0.0, 1.0)
+    half = 0.5 * width * profile * (1.0 + 0.35 * pert)
     return (np.clip(half - across + 0.5, 0.0, 1.0) * ends).astype(np.float32, copy=False)
 
 
@@ -419,6 +428,7 @@ class _Scene:
     town_share: float | None = None
     cloud_share: float | None = None
     river_only: bool = False
+    landscape: bool = False  # one large grid: objects are painted in their boxes (``_ObjectMasks``)
 
     @property
     def size(self) -> int:
@@ -525,33 +535,74 @@ def _steepest_sites(
 
 
 # Object masks are computed this many pixels at a time (objects x pixels per object): a 64 px
-# chunk's objects always fit in one piece (so the patch datasets' bytes do not depend on it); a
-# large landscape's hundreds of scars are painted in pieces instead of one (scars, H, W) array.
+# chunk's objects always fit in one piece (so the patch datasets' bytes do not depend on it).
 _MASK_BUDGET = 1 << 22
 
 
-def _object_masks(
-    patch: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray, length: np.ndarray,
-    width: np.ndarray, taper: np.ndarray, pert: np.ndarray,
-) -> Callable[[], Iterator[tuple[slice, np.ndarray]]]:
-    """A function yielding (objects, their ``_shapes`` masks) piece by piece, in object order.
+class _ObjectMasks:
+    """The soft masks (``_shapes``) of a batch of objects, painted into per-patch layers (size, N, N).
 
-    Callable more than once (painting needs the masks before and after random draws): one piece is
-    kept, more are recomputed. Object order keeps every patch's objects in slot order, so
-    ``_scatter_add`` sums in the same order as in one piece.
+    Patches: the masks over the whole patch, in pieces of at most ``_MASK_BUDGET`` pixels, in object
+    order (so ``add_into`` sums every patch's objects in slot order, as in one piece). A landscape
+    (``boxed``): each object's mask only in the box around it that holds every pixel it can reach,
+    where it is the same formula on the same coordinates; outside, the whole-grid mask is 0 and
+    adds nothing. Hundreds of scars on a 2,048 px grid cost their boxes, not hundreds of full grids.
     """
-    per_piece = max(1, _MASK_BUDGET // (_N * _N))
 
-    def pieces() -> Iterator[tuple[slice, np.ndarray]]:
-        for start in range(0, patch.size, per_piece):
+    def __init__(
+        self, patch: np.ndarray, slot: np.ndarray, cx: np.ndarray, cy: np.ndarray, angle: np.ndarray,
+        length: np.ndarray, width: np.ndarray, taper: np.ndarray, pert: np.ndarray, *, boxed: bool,
+    ) -> None:
+        self.patch, self.slot, self.pert, self.boxed = patch, slot, pert, boxed
+        self.shape = (cx, cy, angle, length, width, taper)
+        self._kept: list[tuple[slice, np.ndarray]] | None = None
+        if boxed:  # the farthest a mask reaches from its centre: half its length along, its widest half across
+            widest = 0.5 * width * (1.0 + 0.35 * float(np.abs(pert).max())) + 1.0
+            self.reach = np.ceil(np.hypot(0.5 * length + 1.0, widest)).astype(int) + 1
+
+    def _pieces(self) -> Iterator[tuple[slice, np.ndarray]]:
+        per_piece = max(1, _MASK_BUDGET // (_N * _N))
+        if self._kept is not None:
+            yield from self._kept
+            return
+        pieces = []
+        for start in range(0, self.patch.size, per_piece):
             part = slice(start, start + per_piece)
-            yield part, _shapes(patch[part], cx[part], cy[part], angle[part], length[part], width[part],
-                                taper[part], pert)
+            piece = (part, _shapes(self.patch[part], *(a[part] for a in self.shape), self.pert))
+            if self.patch.size <= per_piece:
+                pieces.append(piece)
+            yield piece
+        if pieces:
+            self._kept = pieces  # one piece: computed once, painted several times
 
-    if patch.size <= per_piece:
-        kept = list(pieces())
-        return lambda: iter(kept)
-    return pieces
+    def _boxes(self) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
+        cx, cy, angle, length, width, taper = self.shape
+        for j in range(self.patch.size):
+            r0, c0 = max(0, int(cy[j]) - self.reach[j]), max(0, int(cx[j]) - self.reach[j])
+            box = (slice(r0, min(_N, int(cy[j]) + self.reach[j] + 1)), slice(c0, min(_N, int(cx[j]) + self.reach[j] + 1)))
+            one = [np.float32(a).reshape(1, 1) for a in (cx[j], cy[j], np.cos(angle[j]), np.sin(angle[j]), length[j], width[j], taper[j])]
+            yield j, box, _shape_values(_XX[box], _YY[box], self.pert[self.patch[j]][box], *one)
+
+    def max_into(self, target: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """target = max(target, mask x weight), object by object."""
+        if not self.boxed:
+            for part, mask in self._pieces():
+                values = mask if weights is None else mask * _col(weights[part])
+                _scatter_max(target, self.patch[part], self.slot[part], values)
+            return
+        for j, box, mask in self._boxes():
+            layer = target[self.patch[j]]
+            values = mask if weights is None else mask * np.float32(weights[j])
+            layer[box] = np.maximum(layer[box], values)
+
+    def add_into(self, target: np.ndarray, weights: np.ndarray) -> None:
+        """target += mask x weight, object by object in slot order."""
+        if not self.boxed:
+            for part, mask in self._pieces():
+                _scatter_add(target, self.patch[part], self.slot[part], mask * _col(weights[part]))
+            return
+        for j, box, mask in self._boxes():
+            target[self.patch[j]][box] += mask * np.float32(weights[j])
 
 
 def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
@@ -571,11 +622,11 @@ def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     # Landslides run downslope: orient the scar along -grad(h) at its centre, plus noise.
     angle = np.arctan2(-scene.slope_y[patch, iy, ix], -scene.slope_x[patch, iy, ix]) + rng.normal(0.0, 0.4, count)
     width = np.maximum(1.8, length * rng.uniform(0.25, 0.5, count))
-    masks = _object_masks(patch, cx, cy, angle, length, width, rng.uniform(0.4, 1.0, count), scene.outline_noise)
+    masks = _ObjectMasks(patch, slot, cx, cy, angle, length, width, rng.uniform(0.4, 1.0, count), scene.outline_noise,
+                         boxed=scene.landscape)
     strength = np.where(weak, rng.uniform(0.25, 0.55, count), rng.uniform(0.6, 1.0, count))
     soil_cover = np.zeros((size, _N, _N), np.float32)
-    for part, mask in masks():
-        _scatter_max(soil_cover, patch[part], slot[part], mask * _col(strength[part]))
+    masks.max_into(soil_cover, strength)
     scene.optical = _paint(scene.optical, soil_cover, _bare_spectrum(rng, size, (0.12, 0.24), (0.18, 0.30)))
     # SAR: visible in both orbits, only descending or only ascending (shadow, layover).
     seen = rng.choice([3, 1, 2], size=count, p=[0.5, 0.25, 0.25])
@@ -586,12 +637,10 @@ def _landslides(scene: _Scene, rng: np.random.Generator) -> None:
     change_vh = change_vh * gain
     for orbit, bit in ((0, 1), (1, 2)):
         on = (seen & bit) > 0
-        for part, mask in masks():
-            _scatter_add(scene.change[2 * orbit], patch[part], slot[part], mask * _col(change_vv[part] * on[part]))
-            _scatter_add(scene.change[2 * orbit + 1], patch[part], slot[part], mask * _col(change_vh[part] * on[part]))
+        masks.add_into(scene.change[2 * orbit], change_vv * on)
+        masks.add_into(scene.change[2 * orbit + 1], change_vh * on)
     np.bitwise_or.at(scene.orbits, patch, seen)
-    for part, mask in masks():
-        _scatter_max(scene.scar_mask, patch[part], slot[part], mask)
+    masks.max_into(scene.scar_mask)
     scene.scar_area = (scene.scar_mask > 0.5).sum(axis=(1, 2)).astype(np.float32)
 
 
@@ -619,11 +668,9 @@ def _bare_ground(scene: _Scene, rng: np.random.Generator, *, fields: bool) -> No
         taper = rng.uniform(0.4, 1.0, count)
     margin = 4 if fields else 8
     cx, cy = rng.uniform(margin, _N - margin, count), rng.uniform(margin, _N - margin, count)
-    masks = _object_masks(patch, cx, cy, angle, length, width, taper, scene.outline_noise)
+    masks = _ObjectMasks(patch, slot, cx, cy, angle, length, width, taper, scene.outline_noise, boxed=scene.landscape)
     cover = np.zeros((size, _N, _N), np.float32)
-    opacity = rng.uniform(0.6, 1.0, count)
-    for part, mask in masks():
-        _scatter_max(cover, patch[part], slot[part], mask * _col(opacity[part]))
+    masks.max_into(cover, rng.uniform(0.6, 1.0, count))
     # Bare scars are the same rock/soil as landslides; fields are browner, some still green.
     spectrum = _bare_spectrum(rng, size, (0.08, 0.20) if fields else (0.12, 0.24),
                               (0.20, 0.34) if fields else (0.18, 0.30))
@@ -633,8 +680,7 @@ def _bare_ground(scene: _Scene, rng: np.random.Generator, *, fields: bool) -> No
     if fields:
         harvest = np.where(rng.random(count) < 0.3, rng.uniform(-3.0, -1.0, count), 0.0)
         harvested = np.zeros((size, _N, _N), np.float32)
-        for part, mask in masks():
-            _scatter_add(harvested, patch[part], slot[part], mask * _col(harvest[part]))
+        masks.add_into(harvested, harvest)
         orbit = rng.integers(0, 2, size)
         for o in range(2):
             scene.change[2 * o] += harvested * _col(orbit == o)
@@ -892,7 +938,7 @@ def _render(
         "cloudy": scene.cloudy,
         "cloud_cover": scene.cloud_cover,
         "hard_kind": scene.hard_kind.astype(np.int8),
-        "n_scars": scene.n_scars.astype(np.int8),
+        "n_scars": scene.n_scars.astype(np.int32),  # a landscape holds hundreds
         "scar_area": scene.scar_area,
         "orbits": scene.orbits.astype(np.int8),
         "outlier": scene.outlier,
@@ -944,6 +990,7 @@ def generate_landscape(
         scene.has_water, scene.has_town = np.array([True]), np.array([objects.town_share > 0])
         scene.noisy, scene.outlier = np.array([False]), np.array([False])
         scene.town_share, scene.cloud_share, scene.river_only = objects.town_share, objects.cloud_share, True
+        scene.landscape = True
 
         def count_by_area(scene: _Scene, rng: np.random.Generator) -> None:
             scene.n_scars = rng.poisson(objects.scars_per_km2 * area_km2, 1)

@@ -57,7 +57,7 @@ RESCALE_FIX = (
     "near 1): rescale each band as the release does before predicting"
 )
 # Windows per forward pass; with 8 TTA views a pass holds 32 128-px images. On 2 CPU cores a U-Net pass of
-# 32 images ran 1.6x faster per image than one of 256 (activations that fit the caches): bench/predict_scene.py.
+# 32 images ran 1.6-2.2x faster per image than one of 256 (activations that fit the caches): bench/predict_scene.py.
 # On a GPU, raise it (--batch-size, map_scene.batch_size).
 DEFAULT_BATCH_SIZE = 4
 SCALE_CHECK_STEP = 4  # the per-window scale check reads every 4th pixel each way

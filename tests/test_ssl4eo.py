@@ -143,6 +143,22 @@ def test_l4s_unet_maps_b1_to_b12_skipping_b8a(files: dict[str, Path]) -> None:
     assert load_encoder_weights(unet, dataclasses.replace(seg, checkpoint=None), L4S) is None
 
 
+def test_unet_with_an_rgb_file_adapts_the_stem_as_timm_does(tmp_path: Path) -> None:
+    imagenet = ssl4eo_state_dict(3, 4)  # the ImageNet layout: a 3-filter stem
+    save_file(imagenet, tmp_path / "resnet50_imagenet.safetensors")
+    seg = SegParams(
+        encoder="resnet50", encoder_depth=3, decoder_channels=[16, 8, 8], loss="dice_bce", pos_weight=1.0, epochs=1,
+        batch_size=2, lr=1e-3, weight_decay=0.0, flips=False, threshold=0.5, val_fold=0, n_examples=1,
+        eval_batch_size=2, seed=0, device="cpu", checkpoint=str(tmp_path / "resnet50_imagenet.safetensors"),
+    )
+    unet = build_unet(seg, in_chans=14)
+    weights = load_encoder_weights(unet, seg, L4S)
+    expected = timm.models.adapt_input_conv(14, imagenet[STEM])
+    assert torch.equal(unet.encoder.state_dict()[STEM], expected)
+    assert weights is not None and weights.stem == "conv1: 3->14 channels, timm adapt_input_conv"
+    assert "weights_stem_map" not in weights.as_meta()
+
+
 def test_bad_files_are_refused_in_one_line_naming_file_and_stem_shape(files: dict[str, Path]) -> None:
     with pytest.raises(ParamError) as excinfo:
         build_model(params(files["s2_12"]), 12, ZINDI)

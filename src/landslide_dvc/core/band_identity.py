@@ -84,7 +84,8 @@ def weights_scaling(channels: list[str], center: np.ndarray, scale: np.ndarray) 
             notes.append(f"{name}: {band} reflectance (DN / {S2_REFLECTANCE_DIVISOR:g}) as is")
         elif band in POLARISATIONS:
             center[c], scale[c] = S1_DB_MEAN[band], S1_DB_STD[band]
-            notes.append(f"{name}: {band} (dB - {S1_DB_MEAN[band]:g}) / {S1_DB_STD[band]:g}")
+            mean = S1_DB_MEAN[band]
+            notes.append(f"{name}: {band} (dB {'+' if mean < 0 else '-'} {abs(mean):g}) / {S1_DB_STD[band]:g}")
         elif (polarisation := change_of(band)) is not None:
             center[c], scale[c] = 0.0, S1_DB_STD[polarisation]
             notes.append(f"{name}: change of {polarisation}, dB / {S1_DB_STD[polarisation]:g}")

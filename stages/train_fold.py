@@ -35,6 +35,8 @@ def main() -> None:
         resume_dir=paths.fold_resume_dir(fold),
     )
     if result is not None:  # rank 0 (or the only process)
+        if result.weights.stem_map:  # multispectral weights: which filter each channel started from
+            print(f"train_fold@{fold}: stem {result.weights.stem}: {result.weights.stem_map}")
         print(f"train_fold@{fold}: best validation F1 {result.best_val_f1:.4f} at epoch {result.best_epoch}")
 
 

@@ -28,6 +28,8 @@ def main() -> None:
         out_examples=paths.SEG_EXAMPLES, live_dir=paths.SEG_LIVE_DIR, resume_dir=paths.SEG_RESUME_DIR,
     )
     if metrics is not None:  # rank 0 (or the only process)
+        if metrics.get("weights_stem_map"):  # multispectral weights: which filter each channel started from
+            print(f"train_seg: stem {metrics['weights_stem']}: {metrics['weights_stem_map']}")
         print(
             f"train_seg: {data.validation} pixel precision {metrics['pixel_precision']:.4f}, "
             f"recall {metrics['pixel_recall']:.4f}, F1 {metrics['pixel_f1']:.4f}"

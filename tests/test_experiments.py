@@ -22,7 +22,7 @@ from landslide_dvc.experiments import (
     queue,
 )
 
-TABLES = {"table2": 8, "table3": 6, "fig5": 8}
+TABLES = {"table2": 8, "table3": 6, "fig5": 8, "weights": 7}
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +34,13 @@ def in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_row_files_parse_and_name_real_params(name: str, n_rows: int) -> None:
     table = load_table(name)
     assert len(table.rows) == n_rows
-    known = known_keys()
     for row in table.rows:
+        known = known_keys(pipeline=row.pipeline)  # an l4s row names l4s/params.yaml's keys
         check_keys(row.overrides, known, row.name)
         check_keys(row.demo, known, row.name)
-    for column in table.columns:
-        assert column["key"] in known
+        for column in table.columns:
+            if table.row_head(row) in column.get("heads", (table.row_head(row),)):
+                assert table.column_key(column, table.row_head(row)) in known
 
 
 def test_paper_preset_names_real_params() -> None:
@@ -161,3 +162,30 @@ def test_flags_prints_the_preset(capsys) -> None:
     assert main(["flags", "paper"]) == 0
     out = capsys.readouterr().out
     assert "-S model.backbone=tf_efficientnetv2_l" in out and "-S train.epochs=50" in out
+
+
+def test_weights_table_queues_l4s_rows_in_their_pipeline(capsys) -> None:
+    commands = _dry_run(capsys, "weights")
+    by_name = {c[c.index("-n") + 1]: c for c in commands}
+    zindi, unet = by_name["w-ssl4eo-s2-s1"], by_name["w-unet-ssl4eo-s2"]
+    assert "l4s/dvc.yaml" not in zindi and _sets(zindi)["model.checkpoint_s1"] == "weights/ssl4eo_s1_moco_resnet50.pth"
+    assert _sets(zindi)["normalize.method"] == "ssl4eo" and _sets(zindi)["model.dim"] == "64"  # the demo's size
+    assert unet[unet.index("-n") + 2] == "l4s/dvc.yaml"
+    assert _sets(unet)["l4s/params.yaml:seg.checkpoint_bands"] == "s2_l1c_13"
+    assert _sets(unet)["l4s/params.yaml:seg.checkpoint"] == "'../weights/ssl4eo_s2_moco_resnet50.pth'"
+
+
+def test_weights_report_shows_missing_rows_and_the_unet_pixel_f1() -> None:
+    table = load_table("weights")
+    scratch = _exp("w-unet-scratch", "success", None, {})
+    scratch["revs"][0]["data"]["metrics"] = {"l4s/metrics/seg.json": {"data": {"pixel_f1": 0.40}}}
+    scratch["revs"][0]["data"]["params"]["l4s/params.yaml"] = {"data": {"seg": {"encoder": "resnet50"}}}
+    ssl = _exp("w-unet-ssl4eo-s2", "success", None, {})
+    ssl["revs"][0]["data"]["metrics"] = {"l4s/metrics/seg.json": {"data": {"pixel_f1": 0.45}}}
+    data = [{"rev": "abc", "name": "main", "data": {}, "error": None, "experiments": [scratch, ssl]}]
+    header, body = build_report(table, parse_exp_show(data))
+    rows = {r[0]: dict(zip(header, r)) for r in body}
+    assert rows["w-scratch"]["Status"] == "missing" and rows["w-ssl4eo-s2-s1"]["Test F1"] == "-"
+    assert rows["w-unet-ssl4eo-s2"]["Test F1"] == "0.4500" and rows["w-unet-ssl4eo-s2"]["Δ vs baseline"] == "+0.0500"
+    assert rows["w-unet-ssl4eo-s2"]["Bands"] == "s2_l1c_13" and rows["w-unet-scratch"]["Network"] == "resnet50"
+    assert rows["w-unet-scratch"]["Pretrained"] == "-" and rows["w-imagenet"]["Checkpoint"] == "-"

@@ -14,6 +14,12 @@ remotes can each run their part of a table and `dvc exp push` it (docs/scaling.m
 
 ``report --docs`` writes the table into its marked block of docs/results.md, the page that holds the
 generated tables, and into README.md where the README carries the same markers (its Table 3 summary).
+
+A row may belong to the Landslide4Sense pipeline (``pipeline: l4s``): it is queued as
+``dvc exp run --queue l4s/dvc.yaml -S l4s/params.yaml:key=value``, its keys are l4s/params.yaml's
+and its figures come from l4s/metrics/; ``head: seg`` reports the U-Net's pixel F1 on the scored
+split (l4s/metrics/seg.json) in the Test F1 column. A row may name its own ``baseline`` row (the
+U-Net rows are compared with the U-Net from scratch, not with a classifier).
 """
 
 from __future__ import annotations
@@ -39,6 +45,26 @@ PARAMS_FILE = Path("params.yaml")
 RESULTS_PAGE = Path("docs/results.md")
 README = Path("README.md")
 HEADS = ("fc", "svm", "lgbm")
+SEG_HEAD = "seg"  # the U-Net of the Landslide4Sense pipeline (l4s rows only)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Where a row's experiment lives: its dvc.yaml, params file, presets and metrics."""
+
+    dvc_yaml: str | None  # None: the root dvc.yaml (dvc's default)
+    params: Path
+    presets: Path
+    prefix: str  # of its metrics paths in `dvc exp show`, and of -S file:key values
+
+    def metrics_path(self, head: str) -> str:
+        return f"{self.prefix}metrics/seg.json" if head == SEG_HEAD else f"{self.prefix}metrics/heads/{head}.json"
+
+
+PIPELINES: dict[str, Pipeline] = {
+    "zindi": Pipeline(None, PARAMS_FILE, PRESETS_DIR, ""),
+    "l4s": Pipeline("l4s/dvc.yaml", Path("l4s/params.yaml"), Path("l4s/presets"), "l4s/"),
+}
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -81,6 +107,8 @@ class Row:
     head: str | None = None
     paper: dict[str, float | None] = field(default_factory=dict)
     note: str = ""
+    pipeline: str = "zindi"  # or l4s (PIPELINES)
+    baseline: str | None = None  # the row it is compared with; default: the table's baseline
 
 
 @dataclass
@@ -97,6 +125,14 @@ class Table:
 
     def row_head(self, row: Row) -> str:
         return row.head or self.head
+
+    def row_baseline(self, row: Row) -> str:
+        return row.baseline or self.baseline
+
+    @staticmethod
+    def column_key(column: dict[str, Any], head: str) -> str:
+        """A factor column's key for a row of ``head`` (``key_by_head`` overrides, e.g. seg: seg.encoder)."""
+        return str((column.get("key_by_head") or {}).get(head, column["key"]))
 
 
 def load_table(name: str, root: Path = Path(".")) -> Table:
@@ -116,6 +152,8 @@ def load_table(name: str, root: Path = Path(".")) -> Table:
                 head=r.get("head"),
                 paper=dict(r.get("paper") or {}),
                 note=str(r.get("note", "")),
+                pipeline=str(r.get("pipeline", "zindi")),
+                baseline=r.get("baseline"),
             )
             for r in data["rows"]
         ]
@@ -136,53 +174,65 @@ def load_table(name: str, root: Path = Path(".")) -> Table:
     if table.baseline not in names:
         raise ParamError(f"{path}: baseline {table.baseline!r} is not a row name")
     for row in rows:
-        if table.row_head(row) not in HEADS:
-            raise ParamError(f"{path}: row {row.name} has head {table.row_head(row)!r}; use fc, svm or lgbm")
+        if row.pipeline not in PIPELINES:
+            raise ParamError(f"{path}: row {row.name} has pipeline {row.pipeline!r}; use {' or '.join(PIPELINES)}")
+        heads = HEADS + ((SEG_HEAD,) if row.pipeline == "l4s" else ())
+        if table.row_head(row) not in heads:
+            raise ParamError(f"{path}: row {row.name} has head {table.row_head(row)!r}; use {', '.join(heads)}")
+        if table.row_baseline(row) not in names:
+            raise ParamError(f"{path}: row {row.name} has baseline {table.row_baseline(row)!r}, not a row name")
     return table
 
 
-def load_preset(name: str, root: Path = Path(".")) -> dict[str, Any]:
-    path = root / PRESETS_DIR / f"{name}.yaml"
+def load_preset(name: str, root: Path = Path("."), pipeline: str = "zindi") -> dict[str, Any]:
+    presets = PIPELINES[pipeline].presets
+    path = root / presets / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in (root / PRESETS_DIR).glob("*.yaml"))
+        available = sorted(p.stem for p in (root / presets).glob("*.yaml"))
         raise ParamError(f"preset {path} not found; presets: {', '.join(available) or 'none'}")
     return flatten(parse_yaml(path.read_text(), path) or {})
 
 
-def known_keys(root: Path = Path(".")) -> dict[str, Any]:
-    params = parse_yaml((root / PARAMS_FILE).read_text(), root / PARAMS_FILE)
-    return flatten(params)
+def known_keys(root: Path = Path("."), pipeline: str = "zindi") -> dict[str, Any]:
+    path = root / PIPELINES[pipeline].params
+    return flatten(parse_yaml(path.read_text(), path))
 
 
-def check_keys(overrides: dict[str, Any], known: dict[str, Any], where: str) -> None:
+def check_keys(overrides: dict[str, Any], known: dict[str, Any], where: str, params_file: Path = PARAMS_FILE) -> None:
     """Every override must name a real params.yaml key (a leaf, or a whole section mapping)."""
     for key in overrides:
         if key not in known and not any(k.startswith(f"{key}.") for k in known):
-            raise ParamError(f"{where}: override {key!r} is not a key of params.yaml; fix the row (or params.yaml)")
+            raise ParamError(f"{where}: override {key!r} is not a key of {params_file}; fix the row (or {params_file})")
 
 
 def row_overrides(table: Table, row: Row, preset: str | None, extra: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
-    """The full -S set of a row: preset, then the row's overrides, then demo (no preset) and --set."""
-    known = known_keys(root)
+    """The full -S set of a row: preset, then the row's overrides, then demo (no preset) and --set.
+
+    The keys are those of the row's pipeline's params file; a preset is looked up among its presets.
+    """
+    known = known_keys(root, row.pipeline)
+    params_file = PIPELINES[row.pipeline].params
     merged: dict[str, Any] = {}
     if preset:
-        preset_values = load_preset(preset, root)
-        check_keys(preset_values, known, f"presets/{preset}.yaml")
+        preset_values = load_preset(preset, root, row.pipeline)
+        check_keys(preset_values, known, f"{PIPELINES[row.pipeline].presets}/{preset}.yaml", params_file)
         merged.update(preset_values)
-    check_keys(row.overrides, known, f"experiments/{table.name}.yaml row {row.name}")
+    check_keys(row.overrides, known, f"experiments/{table.name}.yaml row {row.name}", params_file)
     merged.update(row.overrides)
     if not preset:
-        check_keys(row.demo, known, f"experiments/{table.name}.yaml row {row.name} (demo)")
+        check_keys(row.demo, known, f"experiments/{table.name}.yaml row {row.name} (demo)", params_file)
         merged.update(row.demo)
-    check_keys(extra, known, "--set")
+    check_keys(extra, known, "--set", params_file)
     merged.update(extra)
     return merged
 
 
-def queue_command(name: str, overrides: dict[str, Any]) -> list[str]:
-    cmd = ["dvc", "exp", "run", "--queue", "-n", name]
+def queue_command(name: str, overrides: dict[str, Any], pipeline: str = "zindi") -> list[str]:
+    where = PIPELINES[pipeline]
+    cmd = ["dvc", "exp", "run", "--queue", "-n", name] + ([where.dvc_yaml] if where.dvc_yaml else [])
+    file_prefix = f"{where.params}:" if where.dvc_yaml else ""
     for key, value in overrides.items():
-        cmd += ["-S", f"{key}={yaml_scalar(value)}"]
+        cmd += ["-S", f"{file_prefix}{key}={yaml_scalar(value)}"]
     return cmd
 
 
@@ -237,12 +287,16 @@ def queue(
     if only and len(rows) != len(only):
         unknown = sorted(set(only) - {r.name for r in table.rows})
         raise ParamError(f"--only names unknown rows: {', '.join(unknown)}")
-    commands = [queue_command(row.name, row_overrides(table, row, preset, extra)) for row in shard_rows(rows, shard)]
+    picked = shard_rows(rows, shard)
+    commands = [queue_command(row.name, row_overrides(table, row, preset, extra), row.pipeline) for row in picked]
     if dry_run:
         for cmd in commands:
             print(shlex.join(cmd))
         return commands
-    if not _git_clean(["dvc.yaml", "dvc.lock", "params.yaml"]):
+    tracked = ["dvc.yaml", "dvc.lock", "params.yaml"]
+    if any(row.pipeline == "l4s" for row in picked):
+        tracked += ["l4s/dvc.yaml", "l4s/dvc.lock", "l4s/params.yaml"]
+    if not _git_clean(tracked):
         raise LandslideError(
             "dvc.yaml, dvc.lock or params.yaml has uncommitted changes; queued experiments start from the last "
             "commit, so commit them first (git commit dvc.lock params.yaml) to reuse its cached stages"
@@ -263,8 +317,14 @@ def queue(
 class ExpRecord:
     name: str
     state: str  # success, failed, queued, running, ...
-    params: dict[str, Any]
+    params: dict[str, Any]  # params.yaml's, flattened
     metrics: dict[str, Any]
+    other_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. l4s/params.yaml's, flattened
+
+    def params_of(self, pipeline: str) -> dict[str, Any]:
+        """The flattened params of the file the row's pipeline reads."""
+        path = PIPELINES[pipeline].params
+        return self.params if path == PARAMS_FILE else self.other_params.get(path.as_posix(), {})
 
 
 def parse_exp_show(data: list[dict[str, Any]]) -> dict[str, ExpRecord]:
@@ -273,9 +333,10 @@ def parse_exp_show(data: list[dict[str, Any]]) -> dict[str, ExpRecord]:
 
     def record(name: str, state: str, entry: dict[str, Any] | None) -> ExpRecord:
         payload = (entry or {}).get("data") or {}
-        params = flatten(((payload.get("params") or {}).get("params.yaml") or {}).get("data") or {})
+        files = {path: flatten((value or {}).get("data") or {}) for path, value in (payload.get("params") or {}).items()}
+        params = files.pop("params.yaml", {})
         metrics = {path: (value or {}).get("data") or {} for path, value in (payload.get("metrics") or {}).items()}
-        return ExpRecord(name, state, params, metrics)
+        return ExpRecord(name, state, params, metrics, files)
 
     for commit in data:
         name = commit.get("name")
@@ -320,14 +381,17 @@ def row_metrics(table: Table, row: Row, record: ExpRecord | None) -> dict[str, A
         return {"state": "missing"}
     if record.state != "success":
         return {"state": record.state}
-    head_metrics = record.metrics.get(f"metrics/heads/{table.row_head(row)}.json")
+    head = table.row_head(row)
+    head_metrics = record.metrics.get(PIPELINES[row.pipeline].metrics_path(head))
     if not head_metrics:
         return {"state": "no metrics"}
-    mismatched = [
-        k for k, v in row.overrides.items() if k in record.params and record.params[k] != v and k not in row.demo
-    ]
+    params = record.params_of(row.pipeline)
+    mismatched = [k for k, v in row.overrides.items() if k in params and params[k] != v and k not in row.demo]
+    state = "params differ" if mismatched else "ok"
+    if head == SEG_HEAD:  # the U-Net: pixel F1 on the scored split
+        return {"state": state, "train_f1": None, "cv_f1": None, "test_f1": head_metrics.get("pixel_f1")}
     return {
-        "state": "params differ" if mismatched else "ok",
+        "state": state,
         "train_f1": (head_metrics.get("train") or {}).get("f1"),
         "cv_f1": (head_metrics.get("cv") or {}).get("f1"),
         "test_f1": (head_metrics.get("test") or {}).get("f1"),
@@ -337,29 +401,33 @@ def row_metrics(table: Table, row: Row, record: ExpRecord | None) -> dict[str, A
 def build_report(table: Table, records: dict[str, ExpRecord]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the report table in the paper's layout with our figures beside the paper's."""
     ours = {row.name: row_metrics(table, row, records.get(row.name)) for row in table.rows}
-    base = ours[table.baseline]
-    base_row = next(r for r in table.rows if r.name == table.baseline)
-    base_score = base.get("test_f1") if base.get("test_f1") is not None else base.get("cv_f1")
+    by_name = {row.name: row for row in table.rows}
+
+    def score(got: dict[str, Any]) -> float | None:
+        return got.get("test_f1") if got.get("test_f1") is not None else got.get("cv_f1")
+
     header = ["Experiment", "Paper row"] + [c["header"] for c in table.columns]
     header += ["Train F1", "CV F1", "Test F1", "Δ vs baseline", "Paper Train F1", "Paper Test F1", "Paper Δ", "Status"]
     body = []
     for row in table.rows:
         got = ours[row.name]
         record = records.get(row.name)
+        params = record.params_of(row.pipeline) if record else {}
+        base_name = table.row_baseline(row)
         factors = []
         for column in table.columns:
-            key = column["key"]
-            if table.row_head(row) not in column.get("heads", HEADS):
+            head = table.row_head(row)
+            key = Table.column_key(column, head)
+            if head not in column.get("heads", (*HEADS, SEG_HEAD)):
                 factors.append("-")
                 continue
-            value = record.params.get(key) if record and key in record.params else row.overrides.get(key, "")
+            value = params.get(key) if key in params else row.overrides.get(key, "")
             factors.append(_display(value))
-        score = got.get("test_f1") if got.get("test_f1") is not None else got.get("cv_f1")
-        paper_test, paper_base = row.paper.get("test_f1"), base_row.paper.get("test_f1")
+        paper_test, paper_base = row.paper.get("test_f1"), by_name[base_name].paper.get("test_f1")
         body.append(
             [row.name, row.label, *factors,
              _fmt(got.get("train_f1")), _fmt(got.get("cv_f1")), _fmt(got.get("test_f1")),
-             _delta(score, base_score) if got.get("state") in ("ok", "params differ") else "-",
+             _delta(score(got), score(ours[base_name])) if got.get("state") in ("ok", "params differ") else "-",
              _fmt(row.paper.get("train_f1")), _fmt(paper_test), _delta(paper_test, paper_base),
              got["state"]]
         )
@@ -367,6 +435,8 @@ def build_report(table: Table, records: dict[str, ExpRecord]) -> tuple[list[str]
 
 
 def _display(value: Any) -> str:
+    if value is None:  # a null parameter (no checkpoint file)
+        return "-"
     if isinstance(value, bool):
         return "Yes" if value else "No"
     return str(value)

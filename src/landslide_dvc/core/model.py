@@ -11,8 +11,10 @@ source, the file's sha256 and the stem adaptation.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 # Set before timm (and huggingface_hub) are imported: the hub client then never goes online,
 # so missing weights fail in milliseconds. A user who wants downloads can export HF_HUB_OFFLINE=0.
@@ -23,9 +25,19 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from landslide_dvc.core.band_identity import POLARISATIONS, RGB, S1_VV_VH  # noqa: E402
 from landslide_dvc.core.errors import ParamError  # noqa: E402
-from landslide_dvc.core.io import file_sha256
+from landslide_dvc.core.io import file_sha256  # noqa: E402
 from landslide_dvc.core.params import params_section, require  # noqa: E402
+from landslide_dvc.core.stem import (  # noqa: E402
+    StemFile,
+    bands_label,
+    bands_problem,
+    check_stem_shape,
+    map_stem,
+    resolve_bands,
+    stem_record,
+)
 
 NUM_CLASSES = 2
 
@@ -39,8 +51,27 @@ class ModelParams:
     checkpoint: str | None  # local weights file (.safetensors/.pth) used when pretrained is true
     dim: int  # input size: 64 px patches are resized to dim x dim on the fly (paper: 256)
     drop_rate: float  # dropout before the classifier
+    # the bands the checkpoint's stem was trained on: rgb (ImageNet, adapted by timm), s2_l1c_13, s1_vv_vh
+    # (SSL4EO-S12, mapped band by band) or an explicit list of band names in the file's order
+    checkpoint_bands: Literal["rgb", "s2_l1c_13", "s1_vv_vh"] | list[str] = RGB
+    checkpoint_s1: str | None = None  # a second file (SSL4EO-S12 Sentinel-1, VV/VH) whose stem filters the SAR channels take
 
     def validate(self) -> None:
+        problem = bands_problem(self.checkpoint_bands)
+        require(problem is None, f"model.checkpoint_bands={self.checkpoint_bands!r}: {problem}")
+        if self.pretrained and self.checkpoint_bands != RGB:
+            require(
+                bool(self.checkpoint),
+                f"model.checkpoint_bands={bands_label(self.checkpoint_bands)} needs model.checkpoint: the local file "
+                "of those weights (the hub caches hold ImageNet RGB weights only)",
+            )
+        if self.pretrained and self.checkpoint_s1:
+            require(
+                self.checkpoint_bands != RGB
+                and not set(resolve_bands(self.checkpoint_bands)) & set(POLARISATIONS),
+                f"model.checkpoint_s1 needs model.checkpoint_bands to name Sentinel-2 bands (e.g. s2_l1c_13), not "
+                f"{bands_label(self.checkpoint_bands)}: the SAR filters come from the second file",
+            )
         require(self.dim >= 32, f"model.dim={self.dim} must be >= 32 pixels")
         require(0.0 <= self.drop_rate < 1.0, f"model.drop_rate={self.drop_rate} must be in [0, 1)")
         require(
@@ -60,14 +91,22 @@ class WeightsProvenance:
     file: str  # the weights file read ("" for none)
     sha256: str  # of that file ("" for none)
     stem: str  # how the first convolution got its in_chans input weights
+    # Only when the stem was mapped band by band (empty otherwise, so the other runs' records keep their bytes):
+    bands: str = ""  # the checkpoint's bands (checkpoint_bands)
+    stem_map: str = ""  # channel=source per input channel (core.stem)
+    s1_file: str = ""  # the Sentinel-1 file whose filters the SAR channels took
+    s1_sha256: str = ""
 
     def as_meta(self) -> dict[str, str]:
-        return {
+        meta = {
             "weights_source": self.source,
             "weights_file": self.file,
             "weights_sha256": self.sha256,
             "weights_stem": self.stem,
         }
+        extra = {"weights_bands": self.bands, "weights_stem_map": self.stem_map,
+                 "weights_s1_file": self.s1_file, "weights_s1_sha256": self.s1_sha256}
+        return {**meta, **{k: v for k, v in extra.items() if v}}
 
 
 def _hub_cached_file(hub_id: str, filename: str | None) -> Path | None:
@@ -131,8 +170,27 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return state_dict
 
 
-def check_weights_fit(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, backbone: str) -> None:
-    """The file must hold exactly the backbone's tensors (the classifier may differ: it is replaced)."""
+def first_conv_key(model: nn.Module) -> str:
+    """The state-dict key of the stem's weight (timm's pretrained_cfg first_conv), e.g. conv1.weight."""
+    names = _names(model.pretrained_cfg, "first_conv")
+    if not names:
+        raise ParamError(f"timm does not name the first convolution of {type(model).__name__}; it cannot be mapped by band")
+    return f"{names[0]}.weight"
+
+
+def file_stem_shape(model: nn.Module, n_bands: int) -> tuple[int, ...]:
+    """The shape a file's stem has for this network when it was trained on ``n_bands`` bands."""
+    shape = tuple(model.state_dict()[first_conv_key(model)].shape)
+    return (shape[0], n_bands, *shape[2:])
+
+
+def check_weights_fit(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, backbone: str,
+                      n_bands: int = 3) -> None:
+    """The file must hold exactly the backbone's tensors (the classifier may differ: it is replaced).
+
+    The message names the stem shape such a file has (``n_bands`` input bands), to tell a file of
+    another network from one of another sensor.
+    """
     classifier = {
         f"{name}.{part}" for name in _names(model.pretrained_cfg, "classifier") for part in ("weight", "bias")
     }
@@ -147,9 +205,13 @@ def check_weights_fit(model: nn.Module, state_dict: dict[str, torch.Tensor], pat
         problems.append(f"missing key {missing[0]!r} ({len(missing)} missing)")
     if unexpected:
         problems.append(f"unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected)")
+    try:
+        stem = f", stem {first_conv_key(model)} of shape {file_stem_shape(model, n_bands)}"
+    except ParamError:
+        stem = ""
     raise ParamError(
         f"{path} does not fit model.backbone={backbone}: {', '.join(problems)}; "
-        f"give the weights of timm's {backbone} (timm key names) or fix model.backbone"
+        f"give the weights of timm's {backbone} (timm key names{stem}) or fix model.backbone"
     )
 
 
@@ -173,24 +235,75 @@ def describe_stem(model: nn.Module, state_dict: dict[str, torch.Tensor], in_chan
     return "; ".join(parts) or "no first convolution in the file"
 
 
-def build_model(params: ModelParams, in_chans: int) -> tuple[nn.Module, WeightsProvenance]:
+def read_stem_file(model: nn.Module, path: Path, bands: tuple[str, ...], param: str, bands_text: str,
+                   backbone: str) -> tuple[dict[str, torch.Tensor], StemFile]:
+    """A multispectral file's state dict and stem, checked: the network's keys, one stem filter per band."""
+    state_dict = read_weights(path)
+    check_weights_fit(model, state_dict, path, backbone, n_bands=len(bands))
+    key = first_conv_key(model)
+    weight = check_stem_shape(state_dict.get(key), key, path, file_stem_shape(model, len(bands)), param, bands_text)
+    return state_dict, StemFile(weight, bands, "s1" if param.endswith("_s1") else "")
+
+
+def map_model_stem(model: nn.Module, params: ModelParams, path: Path, channels: Sequence[str]
+                   ) -> tuple[dict[str, torch.Tensor], WeightsProvenance]:
+    """The file's state dict with its stem replaced by the band-by-band mapping onto ``channels``."""
+    bands = resolve_bands(params.checkpoint_bands)
+    state_dict, main = read_stem_file(
+        model, path, bands, "model.checkpoint", f"model.checkpoint_bands={bands_label(params.checkpoint_bands)}",
+        params.backbone,
+    )
+    files = [main]
+    s1_path = Path(params.checkpoint_s1) if params.checkpoint_s1 else None
+    if s1_path is not None:
+        if not s1_path.is_file():
+            raise ParamError(f"model.checkpoint_s1={s1_path} does not exist; give the Sentinel-1 weights file or set it to null")
+        files.append(read_stem_file(model, s1_path, S1_VV_VH, "model.checkpoint_s1", "s1_vv_vh", params.backbone)[1])
+    stem, record = map_stem(channels, files)
+    key = first_conv_key(model)
+    label = bands_label(params.checkpoint_bands) + (" + s1_vv_vh" if s1_path else "")
+    matched = sum(not entry.endswith("=zeros") for entry in record)
+    provenance = WeightsProvenance(
+        "model.checkpoint", str(path), file_sha256(path),
+        f"{key.rsplit('.', 1)[0]}: {len(bands)} bands -> {len(channels)} channels mapped by band "
+        f"({matched} from the files, {len(channels) - matched} zeros)",
+        bands=label, stem_map=stem_record(record),
+        s1_file=str(s1_path) if s1_path else "", s1_sha256=file_sha256(s1_path) if s1_path else "",
+    )
+    return {**state_dict, key: stem}, provenance
+
+
+def build_model(params: ModelParams, in_chans: int, channels: Sequence[str] | None = None
+                ) -> tuple[nn.Module, WeightsProvenance]:
     """timm.create_model with the project's head and channels, then the (optional) pretrained weights.
 
     The weights are read here rather than by ``timm.create_model(pretrained=True)``: timm loads with
     ``strict=False`` once it drops the 1000-class head, so a file of another network would silently
-    leave the model random. timm's ``load_pretrained`` still adapts the stem and drops the head.
+    leave the model random. timm's ``load_pretrained`` still adapts the stem (``rgb``) and drops the
+    head. With multispectral weights (``model.checkpoint_bands``) the stem is mapped onto
+    ``channels`` (the input channel names) before timm loads the file.
     """
     model = timm.create_model(params.backbone, in_chans=in_chans, num_classes=NUM_CLASSES, drop_rate=params.drop_rate)
     if not params.pretrained:
         return model, WeightsProvenance(WEIGHTS_NONE, "", "", f"random init, {in_chans} channels")
     source, path = locate_weights(params)
-    state_dict = read_weights(path)
-    check_weights_fit(model, state_dict, path, params.backbone)
-    stem = describe_stem(model, state_dict, in_chans)
+    if params.checkpoint_bands == RGB:
+        state_dict = read_weights(path)
+        check_weights_fit(model, state_dict, path, params.backbone)
+        stem = describe_stem(model, state_dict, in_chans)
+        provenance = WeightsProvenance(source, str(path), file_sha256(path), stem)
+        pretrained_cfg = {**model.pretrained_cfg, "state_dict": state_dict}
+    else:
+        if channels is None or len(channels) != in_chans:
+            raise ValueError(f"mapping the stem by band needs the {in_chans} input channel names")
+        state_dict, provenance = map_model_stem(model, params, path, channels)
+        # The stem already has our channels: the declared input size says so, and timm loads it unchanged.
+        input_size = (in_chans, *(model.pretrained_cfg.get("input_size") or (3, 224, 224))[1:])
+        pretrained_cfg = {**model.pretrained_cfg, "state_dict": state_dict, "input_size": input_size}
     try:
         timm.models.load_pretrained(
             model,
-            pretrained_cfg={**model.pretrained_cfg, "state_dict": state_dict},
+            pretrained_cfg=pretrained_cfg,
             num_classes=NUM_CLASSES,
             in_chans=in_chans,
         )
@@ -199,7 +312,7 @@ def build_model(params: ModelParams, in_chans: int) -> tuple[nn.Module, WeightsP
             f"could not load {path} into model.backbone={params.backbone}: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from None
-    return model, WeightsProvenance(source, str(path), file_sha256(path), stem)
+    return model, provenance
 
 
 def create_model(params: ModelParams, in_chans: int) -> nn.Module:

@@ -1,7 +1,11 @@
 """The Landslide4Sense segmentation baseline: a U-Net on the pixel masks, scored as the L4S paper scores it.
 
 The model is segmentation-models-pytorch's U-Net (``seg.encoder``: any smp encoder, timm's as
-``tu-<name>``), built with ``encoder_weights=None``: trained from scratch, nothing downloaded.
+``tu-<name>``), built with ``encoder_weights=None``: nothing is downloaded. It trains from scratch,
+or its encoder starts from a local file (``seg.checkpoint``): ImageNet RGB weights adapted by timm
+(``seg.checkpoint_bands: rgb``), or multispectral ones (SSL4EO-S12 Sentinel-2) whose stem is mapped
+band by band onto the channels (``landslide_dvc.core.stem``; Landslide4Sense B1..B12 take the
+file's B1..B12, slope, DEM and the differences start at zero).
 The loss suits a class that covers a few percent of the pixels: Dice (insensitive to the
 imbalance) plus BCE with a positive-class weight, or focal loss. The score is the landslide class's
 pixel precision, recall and F1 over all pixels of the validation split together (one confusion
@@ -19,8 +23,9 @@ validation split is the one the scores are reported on, so it does not pick the 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before smp imports timm / the hub client
@@ -29,14 +34,26 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from landslide_dvc.core.band_identity import RGB  # noqa: E402
 from landslide_dvc.core.devices import autocast, prepare_model, select_device, to_memory_format  # noqa: E402
 from landslide_dvc.core.distributed import SINGLE, Ranks  # noqa: E402
 from landslide_dvc.core.errors import ParamError  # noqa: E402
+from landslide_dvc.core.io import file_sha256  # noqa: E402
 from landslide_dvc.core.loop import LoopSettings, make_scheduler, rank_share, run_epochs  # noqa: E402
 from landslide_dvc.core.metrics import precision_recall_f1  # noqa: E402
+from landslide_dvc.core.model import WeightsProvenance, read_weights  # noqa: E402
 from landslide_dvc.core.params import params_section, require  # noqa: E402
 from landslide_dvc.core.resume import ResumeState  # noqa: E402
 from landslide_dvc.core.runtime import seed_everything, use_threads  # noqa: E402
+from landslide_dvc.core.stem import (  # noqa: E402
+    StemFile,
+    bands_label,
+    bands_problem,
+    check_stem_shape,
+    map_stem,
+    resolve_bands,
+    stem_record,
+)
 
 SegLoss = Literal["dice_bce", "dice_focal", "focal"]
 
@@ -64,8 +81,18 @@ class SegParams:
     resume: bool = True  # continue a killed run from its last completed epoch
     nproc: int = 1  # data-parallel processes (torchrun); each trains on its share of every batch
     threads: int = 2  # CPU intra-op threads, split between the nproc processes (results depend on it); 0: cores / nproc
+    checkpoint: str | None = None  # local weights file (.safetensors/.pth) for the encoder; null: from scratch
+    # the bands the checkpoint's stem was trained on: rgb (ImageNet, adapted by timm), s2_l1c_13 (SSL4EO-S12,
+    # mapped band by band), s1_vv_vh or an explicit list of band names in the file's order
+    checkpoint_bands: Literal["rgb", "s2_l1c_13", "s1_vv_vh"] | list[str] = RGB
 
     def validate(self) -> None:
+        problem = bands_problem(self.checkpoint_bands)
+        require(problem is None, f"seg.checkpoint_bands={self.checkpoint_bands!r}: {problem}")
+        require(
+            self.checkpoint_bands == RGB or bool(self.checkpoint),
+            f"seg.checkpoint_bands={bands_label(self.checkpoint_bands)} needs seg.checkpoint: the local file of those weights",
+        )
         require(self.threads >= 0, f"seg.threads={self.threads} must be >= 0 (0: share the cores)")
         require(self.nproc >= 1, f"seg.nproc={self.nproc} must be >= 1")
         require(3 <= self.encoder_depth <= 5, f"seg.encoder_depth={self.encoder_depth} must be in [3, 5]")
@@ -100,6 +127,70 @@ def build_unet(params: SegParams, in_chans: int) -> nn.Module:
             f"seg.encoder={params.encoder} with encoder_depth={params.encoder_depth} cannot build a U-Net ({reason}); "
             f"pick an smp encoder (e.g. resnet34) or a timm one as tu-<name>"
         ) from None
+
+
+def _encoder_module(model: nn.Module) -> nn.Module:
+    """The module whose state dict holds the encoder's tensors under the backbone's own key names.
+
+    smp's ``tu-`` encoders wrap timm's features-only network in ``.model``; smp's own ResNet encoders
+    are torchvision's ResNet, whose key names are timm's for the ResNet family.
+    """
+    encoder = model.encoder
+    return getattr(encoder, "model", encoder)
+
+
+def _stem_key(module: nn.Module) -> str:
+    """The key of the first convolution's weight: the stem, which sees the input channels."""
+    name = next(name for name, sub in module.named_modules() if isinstance(sub, nn.Conv2d))
+    return f"{name}.weight"
+
+
+def load_encoder_weights(model: nn.Module, params: SegParams, channels: Sequence[str]) -> WeightsProvenance | None:
+    """Load ``seg.checkpoint`` into the U-Net's encoder, its stem adapted (rgb) or mapped by band; None without one.
+
+    Every encoder tensor must be in the file with its shape (BatchNorm's batch counters excepted);
+    tensors the encoder has not (a classifier, or stages beyond ``seg.encoder_depth``) are left out.
+    """
+    if not params.checkpoint:
+        return None
+    path = Path(params.checkpoint)
+    if not path.is_file():
+        raise ParamError(f"seg.checkpoint={path} does not exist; give a local weights file or set it to null")
+    state_dict = read_weights(path)
+    module = _encoder_module(model)
+    own = module.state_dict()
+    key = _stem_key(module)
+    bands = None if params.checkpoint_bands == RGB else resolve_bands(params.checkpoint_bands)
+    file_stem = (own[key].shape[0], len(bands) if bands else 3, *own[key].shape[2:])
+    required = [k for k in own if not k.endswith("num_batches_tracked")]
+    missing = [k for k in required if k not in state_dict]
+    misshapen = [k for k in required if k != key and k in state_dict and state_dict[k].shape != own[k].shape]
+    if missing or misshapen:
+        problem = (f"missing key {missing[0]!r} ({len(missing)} missing)" if missing
+                   else f"{misshapen[0]!r} has shape {tuple(state_dict[misshapen[0]].shape)}, not {tuple(own[misshapen[0]].shape)}")
+        raise ParamError(
+            f"seg.checkpoint={path} does not fit seg.encoder={params.encoder}: {problem}; give the weights of the "
+            f"encoder's network (timm key names, stem {key} of shape {file_stem}) or fix seg.encoder"
+        )
+    stem_name, in_chans = key.rsplit(".", 1)[0], int(own[key].shape[1])
+    bands_text = f"seg.checkpoint_bands={bands_label(params.checkpoint_bands)}"
+    weight = check_stem_shape(state_dict[key], key, path, file_stem, "seg.checkpoint", bands_text)
+    if bands is None:
+        from timm.models import adapt_input_conv
+
+        stem = adapt_input_conv(in_chans, weight)
+        extra: dict[str, str] = {}
+        how = f"{stem_name}: 3->{in_chans} channels, timm adapt_input_conv"
+    else:
+        stem, record = map_stem(channels, [StemFile(weight, bands)])
+        matched = sum(not entry.endswith("=zeros") for entry in record)
+        extra = {"bands": bands_label(params.checkpoint_bands), "stem_map": stem_record(record)}
+        how = (f"{stem_name}: {len(bands)} bands -> {in_chans} channels mapped by band "
+               f"({matched} from the file, {in_chans - matched} zeros)")
+    loaded = {k: state_dict[k] if k in state_dict else own[k] for k in own}
+    loaded[key] = stem.to(own[key].dtype)
+    module.load_state_dict(loaded, strict=True)
+    return WeightsProvenance("seg.checkpoint", str(path), file_sha256(path), how, **extra)
 
 
 def make_loss(params: SegParams) -> nn.Module:
@@ -173,6 +264,7 @@ class SegResult:
     state_dict: dict[str, torch.Tensor]
     val_prob: np.ndarray  # (N, H, W) float32
     history: list[dict[str, float]]
+    weights: WeightsProvenance | None = None  # the encoder's initial weights (None: from scratch)
 
 
 class SegStep:
@@ -211,7 +303,9 @@ def train_unet(
     ranks.connect(device)
     use_threads(rank_share(params.threads, params.nproc))
     seed_everything(params.seed, 0, 0)  # initial weights; epoch e reseeds from (seed, 0, e)
-    model = prepare_model(build_unet(params, in_chans=data.train_images.shape[1]), device)
+    network = build_unet(params, in_chans=data.train_images.shape[1])
+    weights = load_encoder_weights(network, params, data.channels)
+    model = prepare_model(network, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     scheduler = make_scheduler(optimizer, "cosine", params.epochs)
     step = SegStep(ranks.wrap(model, unused_parameters=True), optimizer, make_loss(params), params.flips, device)
@@ -234,6 +328,6 @@ def train_unet(
         validate=validate, resume=resume, on_epoch=on_epoch, progress=progress, ranks=ranks,
     )
     assert loop.kept.state_dict is not None and loop.kept.output is not None
-    return SegResult(state_dict=loop.kept.state_dict, val_prob=loop.kept.output, history=loop.history)
+    return SegResult(state_dict=loop.kept.state_dict, val_prob=loop.kept.output, history=loop.history, weights=weights)
 
 

@@ -169,7 +169,7 @@ def train_fold(
         torch.backends.cudnn.benchmark = True
     keep_freed_memory()
     seed_everything(params.seed, fold, 0)  # model initialisation; epoch e uses e + 1
-    network, weights = build_model(model_params, in_chans=len(data.channels))
+    network, weights = build_model(model_params, in_chans=len(data.channels), channels=data.channels)
     model = prepare_model(network, device)
     # fused Adam: one kernel for all parameters (about 7x faster than the default loop on CPU)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)

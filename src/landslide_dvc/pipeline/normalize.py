@@ -6,9 +6,13 @@ Output files (h5py):
             submission_ids: one ID per submission row, repeats kept, in the sample submission's
             order (Test.csv's when there is no sample file); attribute submission_columns: its header
   attributes on both: channels, method, center, scale (the statistics used), optical_scale,
-  n_splits, folds_seed
+  n_splits, folds_seed; with normalize.method: ssl4eo also scaling_sources (one line per channel
+  whose statistics are the pretrained weights' own)
 Optical bands are converted to reflectance (divided by data.optical_scale) before channels are
-derived. The statistics are fitted on the training images only and applied to both splits. Test
+derived. The statistics are fitted on the training images only and applied to both splits;
+``ssl4eo`` replaces the fitted ones of the Sentinel-2 and Sentinel-1 channels with the scaling
+SSL4EO-S12's weights were trained with (``landslide_dvc.core.band_identity``), and is refused for
+Landslide4Sense, whose release is already rescaled with unpublished constants. Test
 answers, when the dataset has them, go to a separate CSV that no training stage reads.
 
 With data.format: l4s (Landslide4Sense, ``landslide_dvc.formats.l4s``) the same files are written from
@@ -29,13 +33,14 @@ import h5py
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from landslide_dvc.core.band_identity import weights_scaling
 from landslide_dvc.core.channels import ChannelSet, channel_names, check_optical_scale, raw_to_channels
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_paths, content_digest
 from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.params import Exact, params_section, require
 from landslide_dvc.core.patches import TEST_CSV, TEST_DIR, TRAIN_CSV, TRAIN_DIR, load_images
-from landslide_dvc.core.scaling import NormMethod, apply_statistics, fit_statistics
+from landslide_dvc.core.scaling import apply_statistics, fit_statistics
 from landslide_dvc.formats.l4s import (
     TRAIN_SPLIT,
     L4SParams,
@@ -61,7 +66,9 @@ class DataParams:
 class NormalizeParams:
     """`normalize:` section (Table 2: Norm. and #Ch columns)."""
 
-    method: NormMethod  # standard: (x - mean) / std; robust: (x - median) / IQR
+    # standard: (x - mean) / std; robust: (x - median) / IQR; ssl4eo: the scaling of SSL4EO-S12's weights
+    # (S2 reflectance = DN / 10,000, S1 (dB - mean) / std, published values) where a channel has a band, else standard
+    method: Literal["standard", "robust", "ssl4eo"]
     channels: Annotated[Literal[12, 14, 17, 20, 28], Exact]  # Zindi: 12, 20, 28; Landslide4Sense: 14 bands, 17 (+ differences)
 
     def check_format(self, data_format: str) -> None:
@@ -71,6 +78,11 @@ class NormalizeParams:
             self.channels in allowed,
             f"normalize.channels={self.channels} does not fit data.format: {data_format}; use one of "
             f"{', '.join(map(str, allowed))}",
+        )
+        require(
+            not (data_format == "l4s" and self.method == "ssl4eo"),
+            "normalize.method=ssl4eo does not fit data.format: l4s (the release is already rescaled with unpublished "
+            "constants, so DN / 10,000 cannot be recovered); use standard (docs/weights.md)",
         )
 
 
@@ -150,12 +162,14 @@ def split_attrs(
     scale: np.ndarray,
     folds: FoldsParams,
     layout: dict[str, Any],
+    scaling_sources: list[str] | None = None,
 ) -> dict[str, Any]:
     """The attributes train.h5 and test.h5 share: channel set, scaling, the format's own (``layout``), folds.
 
-    The key order is the order the attributes are written in, which is part of the files' bytes.
+    The key order is the order the attributes are written in, which is part of the files' bytes;
+    ``scaling_sources`` (ssl4eo only) is added last, so the other methods' files keep their bytes.
     """
-    return {
+    attrs = {
         "channels": channels,
         "method": norm.method,
         "center": center,
@@ -164,6 +178,9 @@ def split_attrs(
         "n_splits": folds.n_splits,
         "folds_seed": folds.seed,
     }
+    if scaling_sources:
+        attrs["scaling_sources"] = scaling_sources
+    return attrs
 
 
 @dataclass(frozen=True)
@@ -185,12 +202,18 @@ def load_channels(root: Path, folder: str, ids: list[str], csv_name: str, channe
     return raw_to_channels(raw, channels, optical_scale)
 
 
-def _scale_splits(train: np.ndarray, test: np.ndarray, method: NormMethod) -> tuple[np.ndarray, np.ndarray]:
-    """Fit the per-channel statistics on the training images only and scale both splits in place."""
-    center, scale = fit_statistics(train, method)
+def _scale_splits(
+    train: np.ndarray, test: np.ndarray, method: str, channels: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Fit the per-channel statistics on the training images only and scale both splits in place.
+
+    ssl4eo: the standard statistics, then the pretrained weights' own for the channels with a band.
+    """
+    center, scale = fit_statistics(train, "robust" if method == "robust" else "standard")
+    sources = weights_scaling(channels, center, scale) if method == "ssl4eo" else []
     apply_statistics(train, center, scale)
     apply_statistics(test, center, scale)
-    return center, scale
+    return center, scale, sources
 
 
 def _write_outputs(
@@ -230,10 +253,9 @@ def run_normalize(
     fold = assign_folds(index.train_labels, folds.n_splits, folds.seed)
     train = load_channels(root, TRAIN_DIR, index.train_ids, TRAIN_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
     test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
-    center, scale = _scale_splits(train, test, norm.method)
-
     channels = channel_names(norm.channels)  # type: ignore[arg-type]
-    attrs = split_attrs(channels, norm, center, scale, folds, {"optical_scale": float(optical_scale)})
+    center, scale, sources = _scale_splits(train, test, norm.method, channels)
+    attrs = split_attrs(channels, norm, center, scale, folds, {"optical_scale": float(optical_scale)}, sources)
     # One ID per submission row: `submit` writes them in this order, a repeated ID with its one score.
     test_extra = {"submission_ids": np.array(index.submission_order, dtype=object)}
     attrs_test = {**attrs, "submission_columns": index.submission_header}
@@ -277,9 +299,8 @@ def run_normalize_l4s(
     fold = assign_folds(labels, folds.n_splits, folds.seed)
     train_images = derive_l4s_channels(train.images, norm.channels)  # type: ignore[arg-type]
     test_images = derive_l4s_channels(test.images, norm.channels)  # type: ignore[arg-type]
-    center, scale = _scale_splits(train_images, test_images, norm.method)
-
     channels = l4s_channel_names(norm.channels)  # type: ignore[arg-type]
+    center, scale, _ = _scale_splits(train_images, test_images, norm.method, channels)  # check_format refused ssl4eo
     layout = {"format": "l4s", "min_pixels": l4s.min_pixels, "patch_size": int(train_images.shape[-1])}
     attrs = split_attrs(channels, norm, center, scale, folds, layout)
     test_extra: dict[str, np.ndarray] = {"submission_ids": np.array(test.ids, dtype=object)}

@@ -26,7 +26,14 @@ def run_config(model_params: ModelParams, augment_params: AugmentParams, params:
     train.pop("resume")
     if train["nproc"] == 1:  # the runs from before train.nproc existed: their fingerprints stay valid
         train.pop("nproc")
-    return {"model": asdict(model_params), "augment": asdict(augment_params), "train": train}
+    model = asdict(model_params)
+    # Likewise the runs from before multispectral weights: the run_id is in the checkpoint's meta, so
+    # the default keys are left out and those checkpoints keep their bytes.
+    if model["checkpoint_bands"] == "rgb":
+        model.pop("checkpoint_bands")
+    if model["checkpoint_s1"] is None:
+        model.pop("checkpoint_s1")
+    return {"model": model, "augment": asdict(augment_params), "train": train}
 
 
 def _log_epoch(live: Any, row: dict[str, float]) -> None:

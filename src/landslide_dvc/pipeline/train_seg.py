@@ -72,6 +72,12 @@ def run_config(params: SegParams, data_digests: dict[str, str]) -> dict[str, Any
     """What defines a U-Net run (seg.resume excluded: it changes no result), for its resume fingerprint."""
     seg = asdict(params)
     seg.pop("resume")
+    # The keys of the encoder's initial weights, at their defaults (from scratch), are left out: the runs
+    # from before they existed keep their fingerprints, and the resume marker its bytes.
+    if seg["checkpoint"] is None:
+        seg.pop("checkpoint")
+    if seg["checkpoint_bands"] == "rgb":
+        seg.pop("checkpoint_bands")
     return {"seg": seg, "data": data_digests}
 
 
@@ -132,6 +138,9 @@ def run_train_seg(
         "decoder_channels": list(params.decoder_channels), "in_chans": int(data.train_images.shape[1]),
         "channels": list(data.channels), "size": int(data.train_images.shape[-1]), "threshold": params.threshold,
     }
+    if result.weights is not None:  # only with seg.checkpoint: the runs from scratch keep their bytes
+        metrics.update(result.weights.as_meta())
+        meta.update(result.weights.as_meta())
     with atomic_paths(out_model, out_metrics, out_examples) as (tmp_model, tmp_metrics, tmp_png):
         torch.save({"state_dict": result.state_dict, "meta": meta}, tmp_model)
         tmp_metrics.write_text(json.dumps(metrics, indent=2) + "\n")

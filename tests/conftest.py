@@ -101,6 +101,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     repo = make_repo(tmp_path_factory.mktemp("built") / "repo")
     result = dvc(repo, "repro")
-    assert stages_run(result.stdout)[:3] == ["synthesize", "normalize", "smote"]
+    ran = stages_run(result.stdout)
+    assert ran.index("synthesize") < ran.index("normalize") < ran.index("smote") < ran.index("map_scene") < ran.index("score_map")
     commit_all(repo, "full run")
     return repo

@@ -25,6 +25,7 @@ MICRO = {
     "head": {"lgbm": {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 3,
                       "colsample_bytree": 0.5, "n_jobs": 1}},
     "explain": {"umap_neighbors": 5, "max_points": 200, "occlusion_max_images": 3},
+    "scene": {"size": 192},
 }
 
 

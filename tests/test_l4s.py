@@ -348,6 +348,7 @@ L4S_MICRO = {
                       "colsample_bytree": 0.5, "n_jobs": 1}},
     "explain": {"umap_neighbors": 5, "max_points": 200, "occlusion_max_images": 3},
     "seg": {"epochs": 1, "batch_size": 8, "n_examples": 2},
+    "scene": {"size": 192},
 }
 
 
@@ -361,12 +362,15 @@ def test_l4s_pipeline_through_dvc_repro(tmp_path: Path) -> None:
     commit_all(repo, "l4s")
     first = dvc(repo, "repro", "l4s/dvc.yaml", timeout=1200)
     ran = stages_run(first.stdout)
-    assert ran[0] == "l4s/dvc.yaml:synthesize_l4s" and "l4s/dvc.yaml:train_seg" in ran
+    assert {"l4s/dvc.yaml:synthesize_l4s", "l4s/dvc.yaml:train_seg", "l4s/dvc.yaml:export_seg", "l4s/dvc.yaml:score_map"} <= set(ran)
     assert not any(s in ran for s in ("synthesize", "normalize")), ran  # the Zindi pipeline did not run
     seg = json.loads((repo / "l4s" / "metrics" / "seg.json").read_text())
     assert seg["validation"] == "ValidData" and seg["val_images"] == 12
     assert 0.0 <= seg["pixel_f1"] <= 1.0 and 0.0 <= seg["pixel_precision"] <= 1.0
     assert (repo / "l4s" / "plots" / "seg" / "examples.png").stat().st_size > 1000
+    scored = json.loads((repo / "l4s" / "metrics" / "map.json").read_text())  # the U-Net's map of the scene
+    assert 0.0 <= scored["pixel"]["f1"] <= 1.0 and scored["objects"]["n_true"] > 0 and scored["pixel"]["coverage"] > 0.5
+    assert (repo / "l4s" / "plots" / "map" / "scene.png").stat().st_size > 1000
     for head in ("fc", "svm", "lgbm"):
         metrics = json.loads((repo / "l4s" / "metrics" / "heads" / f"{head}.json").read_text())
         assert metrics["n_test"] == 12 and 0.0 <= metrics["test"]["f1"] <= 1.0  # ValidData scored from its masks

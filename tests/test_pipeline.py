@@ -63,6 +63,10 @@ def test_full_pipeline_outputs(built: Path) -> None:
         assert (built / "plots/smote" / name).stat().st_size > 1000
     for name in ("umap_fc.png", "umap_svm.png", "occlusion.png"):
         assert (built / "plots/explain" / name).stat().st_size > 1000
+    scored = json.loads((built / "metrics/map.json").read_text())  # the bundle's map of the scene, scored
+    assert set(scored) >= {"threshold", "pixel", "objects"} and scored["objects"]["n_true"] > 0
+    assert {"precision", "recall", "f1", "iou"} <= set(scored["pixel"]) and scored["pixel"]["coverage"] > 0.5
+    assert (built / "maps/scene.tif").stat().st_size > 1000 and (built / "plots/map/scene.png").stat().st_size > 1000
     bands = [r["band"] for r in json.loads((built / "plots/explain/occlusion.json").read_text())]
     assert bands[:4] == ["Red", "Green", "Blue", "NIR"] and "DDVV" in bands
     status = dvc(built, "status")
@@ -73,7 +77,8 @@ def test_head_c_experiment_reruns_only_the_svm_head(built: Path, tmp_path: Path)
     repo = copy_repo(built, tmp_path / "repo")
     result = dvc(repo, "exp", "run", "-S", "head.C=0.5")
     ran = stages_run(result.stdout)
-    assert ran[0] == "fit_head@svm" and sorted(ran[1:]) == ["export", "submit"], result.stdout  # the bundle's svm too
+    # the bundle's svm too, and the scene's map made with it
+    assert ran[0] == "fit_head@svm" and {"export", "submit", "map_scene"} <= set(ran[1:]) <= {"export", "submit", "map_scene", "score_map"}, result.stdout
     for stage in FOLD_STAGES + ["extract_embeddings", "fit_head@fc", "fit_head@lgbm", "explain"]:
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
     diff = dvc(repo, "metrics", "diff", "--json").stdout

@@ -45,6 +45,27 @@ BUNDLE_KINDS = (CLASSIFIER, SEGMENTATION)
 CHANNEL_RECIPE = "landslide_dvc.core.channels.raw_to_channels"  # optical / optical_scale, then derived channels
 
 
+class ManifestFields:
+    """What every kind of loaded bundle reads from its manifest (``self.manifest``)."""
+
+    manifest: dict[str, Any]
+
+    @property
+    def bands(self) -> list[str]:
+        """The raw bands a patch or scene must have, in order."""
+        return [str(b) for b in self.manifest["bands"]]
+
+    @property
+    def threshold(self) -> float:
+        """Probability at or above which a patch or pixel is a landslide."""
+        return float(self.manifest["threshold"])
+
+    @property
+    def tta(self) -> int:
+        """Test-time augmentation views averaged per patch or pixel."""
+        return int(self.manifest["tta"])
+
+
 def package_version() -> str:
     try:
         return metadata.version("landslide-dvc")

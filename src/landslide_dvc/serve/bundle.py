@@ -35,6 +35,7 @@ from landslide_dvc.core.bundle import (
     CLASSIFIER,
     MANIFEST,
     SEGMENTATION,
+    ManifestFields,
     bundle_kind,
     load_weights,
     read_manifest,
@@ -60,7 +61,7 @@ SCALE_NAMES = {1.0: "reflectance", 10000.0: "Sentinel-2 digital numbers (reflect
 
 
 @dataclass
-class Bundle:
+class Bundle(ManifestFields):
     """A loaded bundle: preprocessing statistics, fold networks and heads."""
 
     path: Path
@@ -76,21 +77,8 @@ class Bundle:
         return self.manifest["head"]
 
     @property
-    def threshold(self) -> float:
-        return float(self.manifest["threshold"])
-
-    @property
-    def tta(self) -> int:
-        return int(self.manifest["tta"])
-
-    @property
     def optical_scale(self) -> float:
         return float(self.manifest["optical_scale"])
-
-    @property
-    def bands(self) -> list[str]:
-        """The raw bands a patch or scene must have, in order."""
-        return [str(b) for b in self.manifest["bands"]]
 
     @property
     def window(self) -> int:

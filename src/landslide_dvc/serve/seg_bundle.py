@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from landslide_dvc.core.bands import L4S_OPTICAL_BANDS
-from landslide_dvc.core.bundle import MANIFEST, SEGMENTATION, export_command, load_weights
+from landslide_dvc.core.bundle import MANIFEST, SEGMENTATION, ManifestFields, export_command, load_weights
 from landslide_dvc.core.devices import autocast, prepare_model, to_memory_format
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.inference import TTA_VIEWS, dihedral_views, view_mean
@@ -106,7 +106,7 @@ def reflectance_signs(raw: np.ndarray, scale: np.ndarray) -> tuple[float, float,
 
 
 @dataclass
-class SegBundle:
+class SegBundle(ManifestFields):
     """A loaded segmentation bundle: the U-Net, its preprocessing statistics, window, threshold and TTA views."""
 
     path: Path
@@ -117,22 +117,9 @@ class SegBundle:
     default_batch_size = DEFAULT_BATCH_SIZE
 
     @property
-    def bands(self) -> list[str]:
-        """The raw bands a scene must have, in order (the release's 14)."""
-        return [str(b) for b in self.manifest["bands"]]
-
-    @property
     def window(self) -> int:
         """The side of the patches the U-Net was trained on; scene windows have it."""
         return int(self.manifest["window"])
-
-    @property
-    def threshold(self) -> float:
-        return float(self.manifest["threshold"])
-
-    @property
-    def tta(self) -> int:
-        return int(self.manifest["tta"])
 
     @property
     def center(self) -> np.ndarray:

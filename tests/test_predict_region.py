@@ -96,6 +96,11 @@ def test_scenes_come_from_a_folder_a_glob_or_a_list(scenes: Path, tmp_path: Path
     listing = tmp_path / "scenes.txt"
     listing.write_text("# the region\n" + "\n".join(os.path.relpath(p, tmp_path) for p in expected) + "\n\n")
     assert [p.resolve() for p in list_scenes([listing])] == expected
+    assert region.is_region_spec([scenes]) and region.is_region_spec([listing]) and region.is_region_spec(expected)
+    assert not region.is_region_spec([expected[0]])  # one scene: the single-scene path (unless --out is a folder)
+    (tmp_path / "Test.csv").write_text("ID\n")
+    (tmp_path / "x.tif").write_bytes(b"")
+    assert not region.is_region_spec([tmp_path])  # a Zindi-layout folder is the challenge's test set
     with pytest.raises(region.DataError, match="share the name north"):
         list_scenes([scenes / "north.tif", tmp_path / "north.tif"])
     with pytest.raises(region.DataError, match="matches no file"):

@@ -41,6 +41,7 @@ from landslide_dvc.core.devices import select_device
 from landslide_dvc.core.errors import DataError, LandslideError
 from landslide_dvc.core.geo import Georef, read_features, write_features
 from landslide_dvc.core.io import atomic_path, file_sha256
+from landslide_dvc.core.patches import TEST_CSV
 from landslide_dvc.core.runtime import use_threads
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import load_bundle
@@ -110,7 +111,9 @@ def is_region_spec(paths: Sequence[Path]) -> bool:
         return True
     if path.is_file() and path.suffix.lower() == ".txt":
         return True
-    return path.is_dir() and any(p.suffix.lower() in SCENE_SUFFIXES for p in path.iterdir() if p.is_file())
+    if not path.is_dir() or (path / TEST_CSV).is_file():  # a Zindi-layout folder is the challenge's test set
+        return False
+    return any(p.suffix.lower() in SCENE_SUFFIXES for p in path.iterdir() if p.is_file())
 
 
 def list_scenes(paths: Sequence[Path]) -> list[Path]:

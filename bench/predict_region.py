@@ -10,7 +10,8 @@ each with its own seed, written as `synthesize_scene` writes them), maps them wi
 processes (its start-up, with every worker's imports and bundle load, timed apart), and checks that
 both give the same bytes. ``--strip-rows`` sets the window rows per task.
 
-Printed: wall time, windows/s and km²/h of each run; the share of one process's time spent in the
+Printed: wall time, windows/s and km²/h of each run; the CPU time of all their processes (on a
+loaded machine the wall time of the cluster shows the load, its CPU time the cost); the share of one process's time spent in the
 networks; and the projected km²/h per GPU, from the H200 rates of `bench/predict_device.py`
 (docs/performance.md, "On a GPU": 2,352 windows/s for the classifier at batch 256, 3,032 for the
 U-Net at batch 512) and the windows per km² at the stride (10 m pixels: 10,000 px per km², so
@@ -106,9 +107,9 @@ def main() -> None:
             in_networks += time.perf_counter() - start
 
     cls.predict_tiles = timed  # this process only: the cluster's workers keep the plain method
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     summary = predict_region([scenes[0].parent], work / "one_process", args.bundle, options, strip_rows=args.strip_rows)
-    one_s = time.perf_counter() - start
+    one_s, one_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     cls.predict_tiles = real_predict_tiles
     assert not summary.failed, summary.failed
 
@@ -118,9 +119,11 @@ def main() -> None:
         sha = manifest_sha256(args.bundle)  # every worker imports torch and loads the bundle before the clock starts
         client.run(lambda: bool(worker_model(str(args.bundle), sha, options.device)))
         startup_s = time.perf_counter() - start
-        start = time.perf_counter()
+        start, cpu_before, driver_before = time.perf_counter(), client.run(time.process_time), time.process_time()
         summary = predict_region([scenes[0].parent], work / "cluster", args.bundle, options, client=client, strip_rows=args.strip_rows)
         cluster_s = time.perf_counter() - start
+        cpu_after = client.run(time.process_time)
+        cluster_cpu_s = sum(cpu_after[w] - cpu_before[w] for w in cpu_after) + time.process_time() - driver_before
     finally:
         close_client(client)
     assert not summary.failed, summary.failed
@@ -133,6 +136,8 @@ def main() -> None:
     print(f"cluster start-up ({args.workers} worker processes, torch imported, bundle loaded on each): {startup_s:.1f} s")
     for label, seconds in [("1 process", one_s), (f"{args.workers} workers", cluster_s)]:
         print(f"{label}: {seconds:.1f} s, {n_windows / seconds:.1f} windows/s, {km2 / seconds * 3600:.0f} km²/h")
+    print(f"CPU time (all processes): 1 process {one_cpu_s:.1f} s ({one_cpu_s / n_windows * 1e3:.1f} ms/window); "
+          f"{args.workers} workers + driver {cluster_cpu_s:.1f} s ({cluster_cpu_s / n_windows * 1e3:.1f} ms/window, halo windows included)")
     overhead_per_window = (one_s - in_networks) / n_windows
     print(f"one process: {in_networks / one_s:.0%} of the time in the networks ({in_networks / n_windows * 1e3:.1f} ms/window), "
           f"{overhead_per_window * 1e3:.2f} ms/window reading, preprocessing, blending and writing")

@@ -329,13 +329,13 @@ def predict_region(
         raise DataError(f"--stride, --batch-size and --strip-rows must be >= 1 (got {options.stride}, {options.batch_size}, {strip_rows})")
     scenes = list_scenes(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bundle_sha = manifest_sha256(bundle_path) if (bundle_path / MANIFEST).is_file() else ""
     model = load_bundle(bundle_path)  # the driver checks the bundle once and reads its window, bands, threshold
+    bundle_sha = manifest_sha256(bundle_path)
     summary = RegionSummary()
     plans: list[ScenePlan] = []
     for scene in scenes:
         try:
-            if scene.resolve().parent == out_dir.resolve() and scene.suffix.lower() == ".tif":
+            if scene.resolve() in {p.resolve() for p in outputs_of(out_dir, scene)}:
                 raise DataError(f"{scene} lies in the output folder {out_dir}, where its map would overwrite it; choose another --out")
             key = scene_key(scene, bundle_sha, model, options)
             if is_done(out_dir, scene, key):

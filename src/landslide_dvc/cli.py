@@ -65,8 +65,8 @@ def wants_region(args: argparse.Namespace) -> bool:
     from landslide_dvc.serve.predict import SCENE_SUFFIXES
     from landslide_dvc.serve.region import is_region_spec
 
-    one_scene_into_folder = (
-        len(args.path) == 1 and args.path[0].suffix.lower() in SCENE_SUFFIXES and args.out.suffix.lower() not in SCENE_SUFFIXES
+    one_scene_into_folder = (  # `predict scene.tif --out region/`: a region of one scene (an --out with a suffix is a file)
+        len(args.path) == 1 and args.path[0].suffix.lower() in SCENE_SUFFIXES and (args.out.is_dir() or not args.out.suffix)
     )
     return is_region_spec(args.path) or one_scene_into_folder or bool(args.workers or args.scheduler)
 

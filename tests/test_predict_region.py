@@ -91,6 +91,43 @@ def test_bands_own_every_row_once_and_hold_every_window_that_touches_them(height
         assert list(band.window_rows) == [r for r in rows if r < band.bottom and r + window > band.top]
 
 
+class PixelModel:
+    """A SceneModel whose tiles vary inside a window (a function of band 2), so the blend order shows in the last bits."""
+
+    kind, tta, window, threshold = "classifier", 1, 64, 0.5
+
+    def __init__(self, bands: list[str]) -> None:
+        self.bands = bands
+
+    def check_scale(self, raw: np.ndarray, names: object, source: str, *, whole: bool) -> None:
+        pass
+
+    def window_inputs(self, strip: np.ndarray, cols: list[int]) -> np.ndarray:
+        return np.stack([np.tanh(strip[2, :, c : c + 64] / 3000.0 + 0.001 * c) for c in cols]).astype(np.float32)
+
+    def predict_tiles(self, inputs: np.ndarray, device: object, batch_size: int) -> np.ndarray:
+        return inputs
+
+
+@pytest.mark.parametrize(("stride", "strip_rows"), [(24, 1), (24, 3), (40, 2), (64, 1), (32, 16)])
+def test_stacked_bands_are_score_scenes_map_bit_for_bit(scenes: Path, monkeypatch: pytest.MonkeyPatch, stride: int, strip_rows: int) -> None:
+    import torch
+
+    from landslide_dvc.serve.predict import score_scene
+    from landslide_dvc.serve.scene import open_scene
+
+    with rasterio.open(scenes / "north.tif") as src:  # with the scene's no-data corner
+        model = PixelModel([f"b{i}" for i in range(src.count)])
+        height = src.height
+    monkeypatch.setattr(region, "_WORKER_MODELS", {("pixel", "sha"): model})
+    options = RegionOptions(stride, 7, 0, "cpu")
+    with open_scene(scenes / "north.tif", model.bands, 64) as src:
+        expected = score_scene(src, model, stride, torch.device("cpu"), 7, "north.tif")
+    bands = [region.score_band(str(scenes / "north.tif"), "pixel", "sha", options, b) for b in scene_bands(height, 64, stride, strip_rows)]
+    assert np.array_equal(np.concatenate([b.probability for b in bands]), expected.probability, equal_nan=True)
+    assert sum(b.n_scored for b in bands) == expected.n_scored and sum(b.n_windows for b in bands) == expected.n_windows
+
+
 def test_scenes_come_from_a_folder_a_glob_or_a_list(scenes: Path, tmp_path: Path) -> None:
     expected = sorted(scenes.glob("*.tif"))
     assert list_scenes([scenes]) == expected

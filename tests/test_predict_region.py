@@ -92,7 +92,7 @@ def test_bands_own_every_row_once_and_hold_every_window_that_touches_them(height
 
 
 class PixelModel:
-    """A SceneModel whose tiles vary inside a window (a function of band 2), so the blend order shows in the last bits."""
+    """A SceneModel whose tiles vary inside a window and between the windows covering a pixel (band 2 and its window mean)."""
 
     kind, tta, window, threshold = "classifier", 1, 64, 0.5
 
@@ -103,7 +103,8 @@ class PixelModel:
         pass
 
     def window_inputs(self, strip: np.ndarray, cols: list[int]) -> np.ndarray:
-        return np.stack([np.tanh(strip[2, :, c : c + 64] / 3000.0 + 0.001 * c) for c in cols]).astype(np.float32)
+        # the window's own mean makes every window that covers a pixel give it another value
+        return np.stack([np.tanh((strip[2, :, c : c + 64] + strip[2, :, c : c + 64].mean()) / 3000.0) for c in cols]).astype(np.float32)
 
     def predict_tiles(self, inputs: np.ndarray, device: object, batch_size: int) -> np.ndarray:
         return inputs

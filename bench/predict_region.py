@@ -117,7 +117,7 @@ def main() -> None:
     client = start_client(args.workers, None)
     try:
         sha = manifest_sha256(args.bundle)  # every worker imports torch and loads the bundle before the clock starts
-        client.run(lambda: bool(worker_model(str(args.bundle), sha, options.device)))
+        client.run(lambda: bool(worker_model(str(args.bundle.resolve()), sha, options.device)))
         startup_s = time.perf_counter() - start
         start, cpu_before, driver_before = time.perf_counter(), client.run(time.process_time), time.process_time()
         summary = predict_region([scenes[0].parent], work / "cluster", args.bundle, options, client=client, strip_rows=args.strip_rows)

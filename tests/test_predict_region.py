@@ -72,7 +72,7 @@ def client():  # noqa: ANN201 - a distributed.Client
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
     with cluster, Client(cluster) as dask_client:
         sha = region.manifest_sha256(BUNDLE)  # the workers import torch and load the bundle here, once
-        dask_client.run(lambda: bool(region.worker_model(str(BUNDLE), sha, OPTIONS.device)))
+        dask_client.run(lambda: bool(region.worker_model(str(BUNDLE.resolve()), sha, OPTIONS.device)))
         yield dask_client
 
 

@@ -302,9 +302,10 @@ def run_on_cluster(client: Any, tasks: list[tuple[ScenePlan, Band]], bundle_path
     from distributed import as_completed
 
     futures = {}
+    bundle_path = str(Path(bundle_path).resolve())  # workers elsewhere share the file system, not this process's folder
     for plan, band in tasks:
         # pure=False: a rerun after a failure must score again, never reuse a cached result by key
-        future = client.submit(score_band, str(plan.scene), bundle_path, bundle_sha, options, band, pure=False)
+        future = client.submit(score_band, str(plan.scene.resolve()), bundle_path, bundle_sha, options, band, pure=False)
         futures[future] = (plan, band)
     for future in as_completed(futures):
         plan, band = futures.pop(future)

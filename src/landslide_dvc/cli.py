@@ -23,12 +23,19 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
         "(-> probability Cloud Optimized GeoTIFF + polygons). With a segmentation bundle (l4s/models/seg_bundle): map a "
         "14-band Landslide4Sense GeoTIFF the same way, pixel by pixel.",
     )
-    p.add_argument("path", type=Path, help="patch folder, Zindi-layout folder, or .tif/.tiff scene")
+    p.add_argument(
+        "path", type=Path, nargs="+",
+        help="patch folder, Zindi-layout folder, or .tif/.tiff scene; many scenes: a folder of .tif/.tiff files, a quoted "
+        "glob, a .txt list (one path a line) or several paths, each mapped into the --out folder",
+    )
     p.add_argument(
         "--bundle", type=Path, default=Path("models/bundle"),
         help="model bundle, classifier or segmentation (default: models/bundle)",
     )
-    p.add_argument("--out", type=Path, required=True, help="CSV for folders; probability COG (.tif) for a scene")
+    p.add_argument(
+        "--out", type=Path, required=True,
+        help="CSV for folders; probability COG (.tif) for a scene; a folder for many scenes (<stem>.tif, .gpkg, .json, landslides.gpkg)",
+    )
     p.add_argument(
         "--stride", type=int, help="scene: pixels between window starts (default: half the bundle's window, 32 or 64)",
     )
@@ -40,7 +47,28 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=int,
         help="patches per forward pass, times the TTA views (default: 256 for a classifier, 4 for a segmentation bundle)",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "cuda:auto"], help="as train.device")
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda", "cuda:auto"],
+        help="as train.device; many scenes: chosen by each worker (cuda:auto: one GPU per worker)",
+    )
+    region = p.add_argument_group("many scenes (a region)")
+    region.add_argument("--workers", type=int, help="start a local Dask cluster of this many worker processes")
+    region.add_argument("--scheduler", help="use an existing Dask cluster at this address (tcp://HOST:PORT)")
+    region.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads per task (default 1; part of the manifest: the last bits of a CPU map depend on it)",
+    )
+    region.add_argument("--strip-rows", type=int, help="window rows per task (default: serve.region.STRIP_ROWS, 16)")
+
+
+def wants_region(args: argparse.Namespace) -> bool:
+    from landslide_dvc.serve.predict import SCENE_SUFFIXES
+    from landslide_dvc.serve.region import is_region_spec
+
+    one_scene_into_folder = (  # `predict scene.tif --out region/`: a region of one scene (an --out with a suffix is a file)
+        len(args.path) == 1 and args.path[0].suffix.lower() in SCENE_SUFFIXES and (args.out.is_dir() or not args.out.suffix)
+    )
+    return is_region_spec(args.path) or one_scene_into_folder or bool(args.workers or args.scheduler)
 
 
 def predict_command(args: argparse.Namespace) -> str:
@@ -50,11 +78,50 @@ def predict_command(args: argparse.Namespace) -> str:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise LandslideError(f"--batch-size {args.batch_size} must be >= 1")
+    if wants_region(args):
+        return region_command(args)
     device = select_device(args.device, "predict --device")
     bundle = load_bundle(args.bundle).to(device)
     return run_predict(
-        bundle, args.path, args.out, device=device, batch_size=args.batch_size, stride=args.stride, polygons=args.polygons
+        bundle, args.path[0], args.out, device=device, batch_size=args.batch_size, stride=args.stride, polygons=args.polygons
     )
+
+
+class RegionFailed(LandslideError):
+    """Some scenes of a region failed (listed above the summary); the others were mapped."""
+
+
+def region_command(args: argparse.Namespace) -> str:
+    from landslide_dvc.serve.bundle import load_bundle
+    from landslide_dvc.serve.region import STRIP_ROWS, RegionOptions, close_client, predict_region, start_client
+
+    if args.polygons is not None:
+        raise LandslideError("--polygons names one scene's file; with many scenes the polygons go to --out/<stem>.gpkg")
+    if args.out.suffix.lower() in (".tif", ".tiff", ".csv", ".gpkg"):
+        raise LandslideError(f"--out {args.out} looks like a file; with many scenes --out is a folder")
+    if args.workers is not None and args.workers < 1:
+        raise LandslideError(f"--workers {args.workers} must be >= 1")
+    if args.workers and args.scheduler:
+        raise LandslideError("give --workers (a new local cluster) or --scheduler (an existing one), not both")
+    bundle = load_bundle(args.bundle)
+    options = RegionOptions(
+        stride=bundle.window // 2 if args.stride is None else args.stride,
+        batch_size=bundle.default_batch_size if args.batch_size is None else args.batch_size,
+        threads=args.threads, device=args.device,
+    )
+    client = start_client(args.workers, args.scheduler)
+    try:
+        if client is not None:
+            print(f"landslide-dvc predict: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
+        summary = predict_region(args.path, args.out, args.bundle, options, client=client, strip_rows=args.strip_rows or STRIP_ROWS)
+    finally:
+        if client is not None:
+            close_client(client)
+    for scene, error in summary.failed.items():
+        print(f"landslide-dvc predict: failed: {scene}: {error}", file=sys.stderr)
+    if summary.failed:
+        raise RegionFailed(summary.line(args.out))
+    return summary.line(args.out)
 
 
 def main(argv: list[str] | None = None) -> int:

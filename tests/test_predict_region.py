@@ -1,0 +1,298 @@
+"""`landslide-dvc predict` over many scenes (serve/region.py): one process against a Dask cluster, resumes, failures.
+
+The scenes are crops of the committed 512 px test scene (data/scene/scene.tif, with its no-data
+corner) scored by the committed classifier bundle (models/bundle), 3 or 4 bands of windows each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+from shapely.geometry import box
+
+from landslide_dvc.cli import main
+from landslide_dvc.core.geo import read_features, write_features
+from landslide_dvc.serve import region
+from landslide_dvc.serve.region import RegionOptions, list_scenes, predict_region, scene_bands, write_region_layer
+from landslide_dvc.serve.scene import window_offsets
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "models" / "bundle"
+SCENE = ROOT / "data" / "scene" / "scene.tif"
+CROPS = {"north": (0, 0), "east": (120, 280), "south": (312, 96)}  # (row, col) of 200 x 232 px crops
+OPTIONS = RegionOptions(stride=32, batch_size=16, threads=1, device="cpu")
+STRIP_ROWS = 2
+
+pytestmark = pytest.mark.skipif(not (BUNDLE / "manifest.json").is_file() or not SCENE.is_file(), reason="dvc checkout models/bundle data/scene")
+
+
+def crop_scenes(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(SCENE) as src:
+        for name, (row, col) in CROPS.items():
+            area = Window(col, row, 232, 200)
+            profile = {**src.profile, "width": 232, "height": 200, "transform": src.window_transform(area), "tiled": False}
+            profile.pop("blockxsize", None), profile.pop("blockysize", None)
+            with rasterio.open(folder / f"{name}.tif", "w", **profile) as dst:
+                dst.write(src.read(window=area))
+    return folder
+
+
+def output_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.suffix in (".tif", ".gpkg", ".json")}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return crop_scenes(tmp_path_factory.mktemp("region") / "scenes")
+
+
+@pytest.fixture(scope="module")
+def reference(scenes: Path) -> Path:
+    """The region mapped in this process."""
+    out = scenes.parent / "one_process"
+    summary = predict_region([scenes], out, BUNDLE, OPTIONS, strip_rows=STRIP_ROWS)
+    assert sorted(Path(s).stem for s in summary.done) == sorted(CROPS) and not summary.failed
+    return out
+
+
+@pytest.fixture(scope="module")
+def client():  # noqa: ANN201 - a distributed.Client
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
+    with cluster, Client(cluster) as dask_client:
+        sha = region.manifest_sha256(BUNDLE)  # the workers import torch and load the bundle here, once
+        dask_client.run(lambda: bool(region.worker_model(str(BUNDLE.resolve()), sha, OPTIONS.device)))
+        yield dask_client
+
+
+# ----------------------------------------------------------------------------------------------
+# Bands and scene lists
+
+
+@pytest.mark.parametrize(("height", "window", "stride", "strip_rows"), [(200, 64, 32, 2), (512, 64, 32, 16), (300, 128, 64, 1), (250, 64, 48, 3)])
+def test_bands_own_every_row_once_and_hold_every_window_that_touches_them(height: int, window: int, stride: int, strip_rows: int) -> None:
+    rows = window_offsets(height, stride, window)
+    bands = scene_bands(height, window, stride, strip_rows)
+    assert bands[0].top == 0 and bands[-1].bottom == height
+    assert all(a.bottom == b.top for a, b in zip(bands, bands[1:]))
+    assert [r for b in bands for r in b.owned_rows] == rows  # each window row counted by one band
+    for band in bands:
+        assert list(band.window_rows) == [r for r in rows if r < band.bottom and r + window > band.top]
+
+
+class PixelModel:
+    """A SceneModel whose tiles vary inside a window and between the windows covering a pixel (band 2 and its window mean)."""
+
+    kind, tta, window, threshold = "classifier", 1, 64, 0.5
+
+    def __init__(self, bands: list[str]) -> None:
+        self.bands = bands
+
+    def check_scale(self, raw: np.ndarray, names: object, source: str, *, whole: bool) -> None:
+        pass
+
+    def window_inputs(self, strip: np.ndarray, cols: list[int]) -> np.ndarray:
+        # the window's own mean makes every window that covers a pixel give it another value
+        return np.stack([np.tanh((strip[2, :, c : c + 64] + strip[2, :, c : c + 64].mean()) / 3000.0) for c in cols]).astype(np.float32)
+
+    def predict_tiles(self, inputs: np.ndarray, device: object, batch_size: int) -> np.ndarray:
+        return inputs
+
+
+@pytest.mark.parametrize(("stride", "strip_rows"), [(24, 1), (24, 3), (40, 2), (64, 1), (32, 16)])
+def test_stacked_bands_are_score_scenes_map_bit_for_bit(scenes: Path, monkeypatch: pytest.MonkeyPatch, stride: int, strip_rows: int) -> None:
+    import torch
+
+    from landslide_dvc.serve.predict import score_scene
+    from landslide_dvc.serve.scene import open_scene
+
+    with rasterio.open(scenes / "north.tif") as src:  # with the scene's no-data corner
+        model = PixelModel([f"b{i}" for i in range(src.count)])
+        height = src.height
+    monkeypatch.setattr(region, "_WORKER_MODELS", {("pixel", "sha"): model})
+    options = RegionOptions(stride, 7, 0, "cpu")
+    with open_scene(scenes / "north.tif", model.bands, 64) as src:
+        expected = score_scene(src, model, stride, torch.device("cpu"), 7, "north.tif")
+    bands = [region.score_band(str(scenes / "north.tif"), "pixel", "sha", options, b) for b in scene_bands(height, 64, stride, strip_rows)]
+    assert np.array_equal(np.concatenate([b.probability for b in bands]), expected.probability, equal_nan=True)
+    assert sum(b.n_scored for b in bands) == expected.n_scored and sum(b.n_windows for b in bands) == expected.n_windows
+
+
+def test_scenes_come_from_a_folder_a_glob_or_a_list(scenes: Path, tmp_path: Path) -> None:
+    expected = sorted(scenes.glob("*.tif"))
+    assert list_scenes([scenes]) == expected
+    assert list_scenes([Path(f"{scenes}/*.tif")]) == expected
+    listing = tmp_path / "scenes.txt"
+    listing.write_text("# the region\n" + "\n".join(os.path.relpath(p, tmp_path) for p in expected) + "\n\n")
+    assert [p.resolve() for p in list_scenes([listing])] == expected
+    assert region.is_region_spec([scenes]) and region.is_region_spec([listing]) and region.is_region_spec(expected)
+    assert not region.is_region_spec([expected[0]])  # one scene: the single-scene path (unless --out is a folder)
+    (tmp_path / "Test.csv").write_text("ID\n")
+    (tmp_path / "x.tif").write_bytes(b"")
+    assert not region.is_region_spec([tmp_path])  # a Zindi-layout folder is the challenge's test set
+    with pytest.raises(region.DataError, match="share the name north"):
+        list_scenes([scenes / "north.tif", tmp_path / "north.tif"])
+    with pytest.raises(region.DataError, match="matches no file"):
+        list_scenes([Path(f"{tmp_path}/none-*.tif")])
+
+
+# ----------------------------------------------------------------------------------------------
+# Same bytes in one process, on a cluster, and as the single-scene predict
+
+
+def test_the_region_map_is_the_single_scene_map_byte_for_byte(scenes: Path, reference: Path, tmp_path: Path) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(OPTIONS.threads)  # the single-scene path runs on the process's threads
+    try:
+        assert main(["predict", str(scenes / "north.tif"), "--out", str(tmp_path / "north.tif"), "--batch-size", "16", "--device", "cpu"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "north.tif").read_bytes() == (reference / "north.tif").read_bytes()
+    assert (tmp_path / "north.gpkg").read_bytes() == (reference / "north.gpkg").read_bytes()
+
+
+def test_a_two_worker_cluster_gives_the_bytes_of_one_process(scenes: Path, reference: Path, client, tmp_path: Path) -> None:  # noqa: ANN001
+    out = tmp_path / "cluster"
+    summary = predict_region([scenes], out, BUNDLE, OPTIONS, client=client, strip_rows=STRIP_ROWS)
+    assert len(summary.done) == len(CROPS) and not summary.failed
+    assert output_bytes(out) == output_bytes(reference)
+    # every worker process chose its own device (select_device, once per process) and loaded the bundle once
+    per_worker = client.run(lambda: (sorted(region._WORKER_DEVICES), len(region._WORKER_MODELS)))
+    assert len(per_worker) == 2 and all(devices == ["cpu"] and models == 1 for devices, models in per_worker.values())
+
+
+def test_the_cli_uses_an_existing_scheduler_and_prints_its_dashboard(
+    scenes: Path, reference: Path, client, tmp_path: Path, capsys: pytest.CaptureFixture  # noqa: ANN001
+) -> None:
+    out = tmp_path / "cli"
+    argv = ["predict", f"{scenes}/*.tif", "--out", str(out), "--scheduler", client.scheduler.address, "--batch-size", "16",
+            "--strip-rows", str(STRIP_ROWS), "--device", "cpu"]
+    assert main(argv) == 0
+    assert "Dask dashboard at" in capsys.readouterr().err
+    assert output_bytes(out) == output_bytes(reference)
+
+
+def test_workers_start_a_local_cluster_of_single_threaded_processes() -> None:
+    client = region.start_client(2, None)
+    try:
+        assert client.cluster.processes and len(client.scheduler_info()["workers"]) == 2
+        assert all(w["nthreads"] == 1 for w in client.scheduler_info()["workers"].values())
+    finally:
+        region.close_client(client)
+    assert region.start_client(None, None) is None
+
+
+def test_a_killed_worker_loses_no_scene(scenes: Path, reference: Path, client, tmp_path: Path) -> None:  # noqa: ANN001
+    before = client.run(os.getpid)
+    victim = sorted(before)[0]
+    killed = []
+
+    def kill_once() -> None:  # a real kill, while the other bands are queued or running
+        if not killed:
+            os.kill(before[victim], signal.SIGKILL)
+            killed.append(victim)
+
+    out = tmp_path / "killed"
+    summary = predict_region([scenes], out, BUNDLE, OPTIONS, client=client, strip_rows=STRIP_ROWS, on_band=kill_once)
+    assert killed and not summary.failed and len(summary.done) == len(CROPS)
+    assert output_bytes(out) == output_bytes(reference)
+    with pytest.raises(ProcessLookupError):  # the worker process really died (its nanny starts another)
+        os.kill(before[victim], 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resumes and failures
+
+
+def test_a_rerun_skips_the_finished_scenes_and_redoes_a_changed_one(scenes: Path, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    out = tmp_path / "rerun"
+    shutil.copytree(reference, out)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    scored: list[str] = []
+    real = region.score_band
+
+    def counting(scene: str, *args):  # noqa: ANN001, ANN202
+        scored.append(Path(scene).stem)
+        return real(scene, *args)
+
+    monkeypatch.setattr(region, "score_band", counting)
+    summary = predict_region([scenes], out, BUNDLE, OPTIONS, strip_rows=STRIP_ROWS)
+    assert not scored and len(summary.skipped) == len(CROPS) and not summary.done
+    assert all(p.stat().st_mtime_ns == stamps[p.name] for p in out.iterdir() if p.suffix in (".tif", ".json"))
+
+    changed = tmp_path / "changed"
+    shutil.copytree(scenes, changed)
+    with rasterio.open(changed / "east.tif", "r+") as dst:  # new data, same size: the scene's sha256 decides
+        dst.write(dst.read()[:, ::-1, :])
+    summary = predict_region([changed], out, BUNDLE, OPTIONS, strip_rows=STRIP_ROWS)
+    assert set(scored) == {"east"} and [Path(s).stem for s in summary.done] == ["east"]
+    summary = predict_region([changed], out, BUNDLE, RegionOptions(48, 16, 1, "cpu"), strip_rows=STRIP_ROWS)
+    assert len(summary.done) == len(CROPS)  # another stride: every scene again
+
+
+def test_bad_scenes_are_reported_in_one_line_and_the_good_ones_complete(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "north.tif").write_bytes((scenes / "north.tif").read_bytes())
+    (mixed / "notes.tif").write_text("not a raster\n")
+    with rasterio.open(mixed / "three_bands.tif", "w", driver="GTiff", width=200, height=200, count=3, dtype="float32",
+                       crs=CRS.from_epsg(32645), transform=from_origin(500000, 3000000, 10, 10)) as dst:
+        dst.write(np.ones((3, 200, 200), np.float32))
+    with rasterio.open(scenes / "north.tif") as src, rasterio.open(mixed / "nowhere.tif", "w", driver="GTiff", width=src.width,
+                                                                       height=src.height, count=src.count, dtype="float32") as dst:
+        dst.write(src.read())
+    out = tmp_path / "out"
+    assert main(["predict", str(mixed), "--out", str(out), "--batch-size", "16", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    for name, why in [("notes.tif", "give a GeoTIFF"), ("three_bands.tif", "has 3 bands"), ("nowhere.tif", "no georeference")]:
+        line = next(line for line in err.splitlines() if f"failed: {mixed / name}" in line)
+        assert why in line
+    assert "1 scenes mapped, 0 already done, 3 failed" in err
+    assert (out / "north.tif").is_file() and (out / "north.json").is_file() and not (out / "notes.json").exists()
+    _, columns, _ = read_features(out / "landslides.gpkg", ["scene"])
+    assert set(columns["scene"]) <= {"north"}
+
+
+def test_the_region_layer_reprojects_other_crss_to_the_first_scenes(tmp_path: Path) -> None:
+    utm = CRS.from_epsg(32645)
+    values = {"area_m2": np.array([100.0]), "mean_prob": np.array([0.7]), "max_prob": np.array([0.9])}
+    write_features(tmp_path / "a.gpkg", [box(500000, 3000000, 500010, 3000010)], values, utm)
+    write_features(tmp_path / "b.gpkg", [box(87.0, 27.1, 87.001, 27.101)], values, CRS.from_epsg(4326))
+    assert write_region_layer(tmp_path, [tmp_path / "a.tif", tmp_path / "b.tif"]) == 2
+    geometries, columns, crs = read_features(tmp_path / "landslides.gpkg", ["scene", "area_m2"])
+    assert list(columns["scene"]) == ["a", "b"] and CRS.from_user_input(crs) == utm
+    assert 400000 < geometries[1].bounds[0] < 700000  # metres east, not degrees
+
+
+def test_each_worker_process_chooses_its_device_once_with_select_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    calls: list[str] = []
+    monkeypatch.setattr(region, "_WORKER_DEVICES", {})
+    monkeypatch.setattr(region, "select_device", lambda preference, param: calls.append(preference) or torch.device("cpu"))
+    assert region.worker_device("cuda:auto") == region.worker_device("cuda:auto") == torch.device("cpu")
+    assert calls == ["cuda:auto"]  # one claim per process: `cuda:auto` locks a GPU no other worker holds
+
+
+def test_dask_distributed_is_a_locked_dependency() -> None:
+    tomllib = pytest.importorskip("tomllib")
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.replace(" ", "").startswith("dask[distributed]") for d in dependencies)
+    lock = (ROOT / "requirements.lock").read_text()
+    assert re.search(r"^dask==\S+", lock, re.M) and re.search(r"^distributed==\S+", lock, re.M)

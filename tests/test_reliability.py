@@ -243,7 +243,7 @@ def test_metrics_json_has_no_nan(built: Path) -> None:
         raise AssertionError(f"a metrics file holds {constant}")
 
     files = list((built / "metrics").rglob("*.json"))
-    # five folds, three heads, the submission and the per-band-statistics reference
-    assert len(files) == 5 + 3 + 1 + 1
+    # five folds, three heads, the submission, the per-band-statistics reference and the scene's map scores
+    assert len(files) == 5 + 3 + 1 + 1 + 1
     for path in files:
         json.loads(path.read_text(), parse_constant=refuse)

@@ -113,7 +113,8 @@ def region_command(args: argparse.Namespace) -> str:
     try:
         if client is not None:
             print(f"landslide-dvc predict: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
-        summary = predict_region(args.path, args.out, args.bundle, options, client=client, strip_rows=args.strip_rows or STRIP_ROWS)
+        summary = predict_region(args.path, args.out, args.bundle, options, client=client,
+                                 strip_rows=args.strip_rows or STRIP_ROWS, model=bundle)
     finally:
         if client is not None:
             close_client(client)

@@ -323,15 +323,22 @@ def one_line(exc: BaseException) -> str:
 
 def predict_region(
     paths: Sequence[Path], out_dir: Path, bundle_path: Path, options: RegionOptions, *, client: Any = None,
-    strip_rows: int = STRIP_ROWS, on_band: Callable[[], None] | None = None,
+    strip_rows: int = STRIP_ROWS, on_band: Callable[[], None] | None = None, model: SceneModel | None = None,
 ) -> RegionSummary:
-    """Map every scene of ``paths`` into ``out_dir``; ``client``: a dask.distributed Client, else this process."""
+    """Map every scene of ``paths`` into ``out_dir``; ``client``: a dask.distributed Client, else this process.
+
+    ``model``: the bundle at ``bundle_path``, when the caller has loaded it already.
+    """
     if options.stride < 1 or options.batch_size < 1 or strip_rows < 1 or options.threads < 0:
         raise DataError(f"--stride, --batch-size and --strip-rows must be >= 1 (got {options.stride}, {options.batch_size}, {strip_rows})")
     scenes = list_scenes(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load_bundle(bundle_path)  # the driver checks the bundle once and reads its window, bands, threshold
+    if model is None:  # the driver checks the bundle once and reads its window, bands, threshold
+        model = load_bundle(bundle_path)
     bundle_sha = manifest_sha256(bundle_path)
+    if client is None and (str(bundle_path), bundle_sha) not in _WORKER_MODELS:
+        # the tasks run in this process: they take the driver's bundle instead of loading it again
+        _WORKER_MODELS[(str(bundle_path), bundle_sha)] = model.to(worker_device(options.device))
     summary = RegionSummary()
     plans: list[ScenePlan] = []
     for scene in scenes:

@@ -1,6 +1,6 @@
 """The `landslide-dvc` command: `landslide-dvc predict ...` and `landslide-dvc experiments ...`.
 
-`landslide-dvc experiments` is `python -m landslide_dvc.experiments` (queue, report, flags) under the
+`landslide-dvc experiments` is `python -m landslide_dvc.experiments` (queue, report, flags, blend) under the
 package's command; the module entry keeps working.
 """
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="landslide-dvc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _predict_parser(sub)
-    exp = sub.add_parser("experiments", add_help=False, help="queue and report experiment tables (landslide-dvc experiments -h)")
+    exp = sub.add_parser("experiments", add_help=False, help="queue, report and blend experiments (landslide-dvc experiments -h)")
     exp.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "experiments":

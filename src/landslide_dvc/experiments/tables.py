@@ -24,14 +24,12 @@ U-Net rows are compared with the U-Net from scratch, not with a classifier).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import re
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -500,43 +498,3 @@ def report(table_name: str, show_json: Path | None, csv_path: Path | None, docs:
     if docs:
         update_docs(table_name, markdown)
     return markdown
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m landslide_dvc.experiments", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("queue", help="queue the rows of a table as DVC experiments")
-    q.add_argument("table")
-    q.add_argument("--preset", help="apply presets/<name>.yaml first (e.g. paper)")
-    q.add_argument("--dry-run", action="store_true", help="print the dvc commands instead of running them")
-    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override for every row")
-    q.add_argument("--only", help="comma-separated row names")
-    q.add_argument("--shard", metavar="I/N", help="every N-th row from the I-th: this machine's part of the table")
-    r = sub.add_parser("report", help="print a table from `dvc exp show --json`")
-    r.add_argument("table")
-    r.add_argument("--json", type=Path, help="read this saved `dvc exp show --json` output instead")
-    r.add_argument("--csv", type=Path, help="write the CSV here (default: print it after the Markdown)")
-    r.add_argument("--docs", action="store_true",
-                   help="also write the table into its block in docs/results.md (and the README's copy, if any)")
-    f = sub.add_parser("flags", help="print a preset as `-S key=value` arguments for `dvc exp run`")
-    f.add_argument("preset")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "queue":
-            queue(args.table, args.preset, args.dry_run, args.set, args.only.split(",") if args.only else None,
-                  parse_shard(args.shard) if args.shard else None)
-        elif args.command == "report":
-            report(args.table, args.json, args.csv, args.docs)
-        else:
-            known = known_keys()
-            values = load_preset(args.preset)
-            check_keys(values, known, f"presets/{args.preset}.yaml")
-            print(" ".join(f"-S {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in values.items()))
-    except LandslideError as exc:
-        print(f"experiments: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

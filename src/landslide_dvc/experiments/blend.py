@@ -40,11 +40,11 @@ from landslide_dvc.core.errors import DataError, LandslideError, ParamError
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.metrics import best_threshold, read_answers, scores_metrics
 from landslide_dvc.core.submission import submission_rows, write_submission
+from landslide_dvc.experiments.tables import HEADS
 from landslide_dvc.pipeline.h5data import open_h5, read_strings
 
 Method = Literal["mean", "rank", "weights"]
 METHODS: tuple[str, ...] = ("mean", "rank", "weights")
-HEADS = ("fc", "svm", "lgbm")
 LOCK_FILE = "dvc.lock"
 TEST_SPLIT = "data/normalized/test.h5"  # submission_ids and the sample file's header
 ANSWERS = "data/answers/test_labels.csv"
@@ -76,6 +76,7 @@ class Blend:
     threshold: float
     oof_scores: np.ndarray
     test_scores: np.ndarray
+    member_test_scores: np.ndarray  # (n_test, n_members) as the members gave them, in the first member's ID order
 
 
 # ------------------------------------------------------------------------------ finding members
@@ -291,7 +292,7 @@ def blend(members: list[Member], method: Method, threshold_rule: str) -> Blend:
         raise ParamError(f"--threshold {threshold_rule} must be 0.5 or oof")
     labels = members[0].oof_labels
     oof = np.stack([m.oof_scores for m in members], axis=1)
-    test = aligned_test_scores(members)
+    test = member_test = aligned_test_scores(members)
     if method == "rank":
         test = np.stack([empirical_cdf(oof[:, j], test[:, j]) for j in range(oof.shape[1])], axis=1)
         oof = np.stack([empirical_cdf(oof[:, j], oof[:, j]) for j in range(oof.shape[1])], axis=1)
@@ -300,7 +301,7 @@ def blend(members: list[Member], method: Method, threshold_rule: str) -> Blend:
     weights = log_loss_weights(oof, labels) if method == "weights" else np.full(n_members, 1.0 / n_members)
     oof_blend, test_blend = oof @ weights, test @ weights
     threshold = best_threshold(labels, oof_blend) if threshold_rule == "oof" else 0.5
-    return Blend(method, weights, threshold_rule, float(threshold), oof_blend, test_blend)
+    return Blend(method, weights, threshold_rule, float(threshold), oof_blend, test_blend, member_test)
 
 
 def figures(labels: np.ndarray, oof: np.ndarray, answers: np.ndarray | None, test: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -377,7 +378,7 @@ def run_blend(member_names: list[str], method: Method, threshold_rule: str, out_
     check_compatible(members)
     result = blend(members, method, threshold_rule)
     answers = read_test_answers(members[0], cache)
-    test_columns = aligned_test_scores(members)
+    test_columns = result.member_test_scores
     summary: dict[str, Any] = {
         "method": method,
         "threshold_rule": result.threshold_rule,

@@ -47,8 +47,8 @@ from landslide_dvc.formats.synthetic_scene import PIXEL_M, DrawnScene, ScenePara
 from landslide_dvc.pipeline.score_map import object_scores, pixel_scores
 from landslide_dvc.serve.blend import Blender, neighbour_jumps, window_boundaries
 from landslide_dvc.serve.bundle import Bundle, load_bundle
-from landslide_dvc.serve.maps import find_regions, write_map_outputs
-from landslide_dvc.serve.predict import SceneResult, score_scene, write_scene_outputs
+from landslide_dvc.serve.maps import MapFiles, SceneMap, find_regions, write_map_outputs
+from landslide_dvc.serve.predict import SceneResult, scene_map, score_scene
 from landslide_dvc.serve.scene import open_scene, strip_windows, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle, undo_dihedral_views
 
@@ -125,7 +125,7 @@ def predict_seconds(bundle: Model, scene_path: Path, work: Path, stride: int, de
     start = time.perf_counter()
     with open_scene(scene_path, bundle.bands, bundle.window) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene_path), on_tiles=lambda w, t: taps.append((w, t)))
-        write_scene_outputs(src, result, bundle, stride, work / "map.tif", work / "map.gpkg")
+        write_map_outputs(scene_map(result.probability, Georef(src.crs, src.transform), bundle, stride), MapFiles(work / "map.tif", work / "map.gpkg"))
     synchronize(device)
     return time.perf_counter() - start, result, taps
 
@@ -179,7 +179,7 @@ def warm_up(bundle: Model, batches: list[torch.Tensor], device: torch.device, ba
     the first imports of the GIS libraries are not what is compared."""
     bundle.predict_tiles(batches[0].numpy(), device, batch_size)
     bare_forward_seconds(bundle, batches[:1], device, batch_size)
-    write_map_outputs(np.ones((8, 8), np.float32), georef, 0.5, work / "warm.tif", work / "warm.gpkg", {})
+    write_map_outputs(SceneMap(np.ones((8, 8), np.float32), georef, 0.5, {}), MapFiles(work / "warm.tif", work / "warm.gpkg"))
 
 
 def save_figure(path: Path, scene: DrawnScene, maps: dict[str, np.ndarray], threshold: float, step: int) -> None:

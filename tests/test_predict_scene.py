@@ -30,6 +30,8 @@ from landslide_dvc.serve.blend import (
 from landslide_dvc.serve.bundle import Bundle, scale_misfits
 from landslide_dvc.serve.maps import (
     Georef,
+    MapFiles,
+    SceneMap,
     find_regions,
     overview_count,
     write_cog,
@@ -370,7 +372,7 @@ def test_polygons_keep_the_crs_in_a_geopackage_and_are_wgs84_in_geojson(tmp_path
 def test_no_region_gives_an_empty_layer(tmp_path: Path) -> None:
     import pyogrio
 
-    n = write_map_outputs(np.zeros((64, 64), np.float32), UTM, 0.5, tmp_path / "m.tif", tmp_path / "m.gpkg", {})
+    n = write_map_outputs(SceneMap(np.zeros((64, 64), np.float32), UTM, 0.5, {}), MapFiles(tmp_path / "m.tif", tmp_path / "m.gpkg"))
     assert n == 0 and pyogrio.read_info(tmp_path / "m.gpkg")["features"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gpkg", "m.tif"]
 
@@ -384,5 +386,5 @@ def test_the_outputs_are_written_together_or_not_at_all(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(maps, "write_polygons", broken)
     with pytest.raises(OSError, match="disk gone"):
-        write_map_outputs(blob_map(), UTM, 0.5, tmp_path / "m.tif", tmp_path / "m.gpkg", {})
+        write_map_outputs(SceneMap(blob_map(), UTM, 0.5, {}), MapFiles(tmp_path / "m.tif", tmp_path / "m.gpkg"))
     assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.geo import Georef
 from landslide_dvc.formats.scene import TRUTH_NODATA, Truth, write_scene_folder
 from landslide_dvc.pipeline.score_map import object_scores, pixel_scores, run_score_map
-from landslide_dvc.serve.maps import write_map_outputs
+from landslide_dvc.serve.maps import MapFiles, SceneMap, write_map_outputs
 
 GRID = Georef(CRS.from_epsg(32645), from_origin(600000.0, 3100000.0, 10.0, 10.0))
 
@@ -81,7 +81,7 @@ def test_the_stage_scores_a_map_of_a_hand_made_scene(tmp_path: Path) -> None:
     probability[4:10, 4:13] = 0.8  # finds the first scar, 18 extra pixels
     probability[15:18, 30:33] = 0.9  # a false alarm
     probability[36:, 36:] = np.nan  # not scored where the scene has no data
-    write_map_outputs(probability, GRID, 0.5, tmp_path / "map.tif", tmp_path / "map.gpkg", {"LANDSLIDE_THRESHOLD": "0.5"})
+    write_map_outputs(SceneMap(probability, GRID, 0.5, {"LANDSLIDE_THRESHOLD": "0.5"}), MapFiles(tmp_path / "map.tif", tmp_path / "map.gpkg"))
     metrics = run_score_map(tmp_path / "map.tif", tmp_path / "map.gpkg", tmp_path / "scene", tmp_path / "m.json",
                             tmp_path / "fig.png", "hand-made")
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
@@ -105,7 +105,7 @@ def test_a_map_that_is_not_predicts_or_not_on_the_scenes_grid_is_refused_without
         tags = {}
     else:
         grid = Georef(GRID.crs, from_origin(600010.0, 3100000.0, 10.0, 10.0))
-    write_map_outputs(probability, grid, 0.5, tmp_path / "map.tif", tmp_path / "map.gpkg", tags)
+    write_map_outputs(SceneMap(probability, grid, 0.5, tags), MapFiles(tmp_path / "map.tif", tmp_path / "map.gpkg"))
     message = "no LANDSLIDE_THRESHOLD tag" if case == "no threshold tag" else "is not on the grid of"
     with pytest.raises(DataError, match=message) as info:
         run_score_map(tmp_path / "map.tif", tmp_path / "map.gpkg", tmp_path / "scene", tmp_path / "m.json",

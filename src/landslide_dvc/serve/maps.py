@@ -19,9 +19,9 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +120,61 @@ def staged_outputs(*targets: Path) -> Iterator[tuple[Path, ...]]:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_map_outputs(
-    probability: np.ndarray, georef: Georef, threshold: float, out: Path, polygons: Path, tags: dict[str, str]
-) -> int:
-    """The COG at ``out`` and the polygons at ``polygons``, together or not at all; returns the polygon count."""
-    regions = find_regions(probability, threshold, georef)
-    with staged_outputs(out, polygons) as (cog, vectors):
-        write_cog(cog, probability, georef, tags)
-        write_polygons(vectors, regions, georef)
+@dataclass(frozen=True)
+class MapFiles:
+    """Where one map's outputs go. Every output of a map is a field here and a writer in ``MAP_WRITERS``:
+    a new output (a STAC Item, say) is one field and one writer, and every caller (predict, a region's
+    scenes and their manifests, map_scene) writes, checks and lists it through this object."""
+
+    cog: Path  # probability Cloud Optimized GeoTIFF
+    polygons: Path  # .gpkg (the scene's CRS) or .geojson (WGS 84)
+
+    @classmethod
+    def in_folder(cls, folder: Path, stem: str) -> MapFiles:
+        """A region's outputs of the scene ``stem``: ``folder/<stem>.tif`` and ``.gpkg``."""
+        return cls(cog=folder / f"{stem}.tif", polygons=folder / f"{stem}.gpkg")
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def check(self) -> None:
+        """Refuse, before any work, paths the writers cannot write as asked."""
+        check_polygons_path(self.polygons)
+
+
+@dataclass
+class SceneMap:
+    """A scored scene, ready to be written: the probability on the scene's grid, its threshold and the COG's tags."""
+
+    probability: np.ndarray  # (H, W) float32, NaN where no scored window covers the pixel
+    georef: Georef
+    threshold: float
+    tags: dict[str, str]
+
+    def regions(self) -> Regions:
+        return find_regions(self.probability, self.threshold, self.georef)
+
+
+def _write_cog_output(path: Path, scene_map: SceneMap, regions: Regions) -> None:
+    write_cog(path, scene_map.probability, scene_map.georef, scene_map.tags)
+
+
+def _write_polygons_output(path: Path, scene_map: SceneMap, regions: Regions) -> None:
+    write_polygons(path, regions, scene_map.georef)
+
+
+MAP_WRITERS: dict[str, Callable[[Path, SceneMap, Regions], None]] = {
+    "cog": _write_cog_output,
+    "polygons": _write_polygons_output,
+}
+
+
+def write_map_outputs(scene_map: SceneMap, files: MapFiles) -> int:
+    """Every output of ``files``, together or not at all; returns the polygon count."""
+    regions = scene_map.regions()
+    names = [f.name for f in fields(files)]
+    with staged_outputs(*files.paths) as staged:
+        for name, path in zip(names, staged):
+            MAP_WRITERS[name](path, scene_map, regions)
     return len(regions)

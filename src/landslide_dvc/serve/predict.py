@@ -32,7 +32,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -53,9 +52,10 @@ from landslide_dvc.core.patches import (
 from landslide_dvc.core.submission import submission_rows, write_submission
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import Bundle
-from landslide_dvc.serve.maps import Georef, check_polygons_path, write_map_outputs
-from landslide_dvc.serve.scene import Dataset, open_scene, read_strip, window_offsets
+from landslide_dvc.serve.maps import Georef, MapFiles, SceneMap, write_map_outputs
+from landslide_dvc.serve.scene import Dataset, open_scene, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle
+from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
 SCENE_SUFFIXES = (".tif", ".tiff")
 PATCHES_PER_CHUNK = 2048  # patches preprocessed and scored together (bounds memory, keeps batches full)
@@ -154,50 +154,6 @@ def predict_zindi(bundle: Bundle, root: Path, out: Path, device: torch.device, b
 # Scenes
 
 
-class SceneModel(Protocol):
-    """What the scene path needs from a bundle: the classifier `Bundle` or the segmentation `SegBundle`."""
-
-    @property
-    def kind(self) -> str:
-        """classifier or segmentation (named in the map's tags and in errors)."""
-        ...
-
-    @property
-    def tta(self) -> int:
-        """Test-time augmentation views averaged per window (named in the map's tags)."""
-        ...
-
-    @property
-    def bands(self) -> list[str]:
-        """The raw bands a scene must have, in order."""
-        ...
-
-    @property
-    def window(self) -> int:
-        """The side of a window in pixels."""
-        ...
-
-    @property
-    def threshold(self) -> float:
-        """Probability at or above which a pixel is a landslide."""
-        ...
-
-    def check_scale(self, raw: np.ndarray, names: Sequence[str], source: str, *, whole: bool) -> None:
-        """Raise a one-line `DataError` for raw windows (n, bands, w, w) at a scale the model was not trained on."""
-        ...
-
-    def window_inputs(self, strip: np.ndarray, cols: Sequence[int]) -> np.ndarray:
-        """The model's inputs for the windows of a raw strip (bands, w, width) starting at ``cols``."""
-        ...
-
-    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
-        """Per-pixel probabilities (n, w, w) of a batch of window inputs."""
-        ...
-
-
-TileSink = Callable[[Sequence[tuple[int, int]], np.ndarray], None]  # (row, col) per window, tiles (n, w, w)
-
-
 @dataclass
 class SceneResult:
     probability: np.ndarray  # (H, W) float32, NaN where no scored window covers the pixel
@@ -205,66 +161,28 @@ class SceneResult:
     n_windows: int  # windows on the grid, scored or skipped
 
 
-class WindowQueue:
-    """Preprocessed windows waiting for a full batch, and where they lie."""
-
-    def __init__(self) -> None:
-        self.inputs: list[np.ndarray] = []
-        self.where: list[tuple[int, int]] = []
-
-    def push(self, inputs: np.ndarray, where: list[tuple[int, int]]) -> None:
-        self.inputs.append(inputs)
-        self.where.extend(where)
-
-    def pop(self, batch_size: int, *, all_of_it: bool = False) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """The whole batches waiting (or everything, with ``all_of_it``); the rest stays queued."""
-        n = len(self.where) if all_of_it else len(self.where) // batch_size * batch_size
-        if not n:
-            return np.empty(0), []
-        stacked = np.concatenate(self.inputs) if len(self.inputs) > 1 else self.inputs[0]
-        taken, where = stacked[:n], self.where[:n]
-        self.inputs, self.where = ([stacked[n:]] if n < len(stacked) else []), self.where[n:]
-        return taken, where
+TileSink = Callable[[Sequence[tuple[int, int]], np.ndarray], None]  # (row, col) per window, tiles (n, w, w)
 
 
 def score_scene(
     src: Dataset, model: SceneModel, stride: int, device: torch.device, batch_size: int, source: str,
     *, floor: float = TAPER_FLOOR, on_tiles: TileSink | None = None,
 ) -> SceneResult:
-    """Score every fully valid window, strip by strip, in full batches; blend the tiles with edge-tapered weights.
+    """Score every fully valid window (`serve.strips.scored_tiles`); blend the tiles with edge-tapered weights.
 
     ``on_tiles`` also receives every batch of tiles (the benchmark blends a plain mean from them).
     """
     w = model.window
     rows, cols = window_offsets(src.height, stride, w), window_offsets(src.width, stride, w)
     blender = Blender(src.height, src.width, w, floor)
-    queue = WindowQueue()
-    n_scored, checked = 0, False
-
-    def run(inputs: np.ndarray, where: list[tuple[int, int]]) -> None:
-        nonlocal n_scored
-        if not where:
-            return
-        tiles = model.predict_tiles(inputs, device, batch_size)
-        blender.add_batch(where, tiles)
-        if on_tiles is not None:
-            on_tiles(where, tiles)
-        n_scored += len(where)
-        bar.update(len(where))
-
+    n_scored = 0
     with _progress(len(rows) * len(cols), "windows") as bar:
-        for r in rows:
-            strip = read_strip(src, r, w)
-            kept = strip.valid_columns(cols, w)
-            bar.update(len(cols) - len(kept))  # skipped (no-data) windows count as done
-            if not kept:
-                continue
-            names = [f"the window at row {r}, column {c}" for c in kept]
-            model.check_scale(strip.windows(kept, w), names, source, whole=not checked)  # the first strip as a whole too
-            checked = True
-            queue.push(model.window_inputs(strip.raw, kept), [(r, c) for c in kept])
-            run(*queue.pop(batch_size))
-        run(*queue.pop(batch_size, all_of_it=True))
+        for batch in scored_tiles(src, model, rows, cols, device, batch_size, source):
+            blender.add_batch(batch.where, batch.tiles)
+            if on_tiles is not None and batch.where:
+                on_tiles(batch.where, batch.tiles)
+            n_scored += len(batch.where)
+            bar.update(len(batch.where) + batch.skipped)  # skipped (no-data) windows count as done
     return SceneResult(blender.result(), n_scored, len(rows) * len(cols))
 
 
@@ -277,30 +195,30 @@ def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
     }
 
 
-def write_scene_outputs(src: Dataset, result: SceneResult, model: SceneModel, stride: int, out: Path, polygons: Path) -> int:
-    """The probability COG on ``src``'s grid and the polygons, together (atomically); returns the polygon count."""
-    georef = Georef(src.crs, src.transform)
-    return write_map_outputs(result.probability, georef, model.threshold, out, polygons, map_tags(model, stride, TAPER_FLOOR))
+def scene_map(probability: np.ndarray, georef: Georef, model: SceneModel, stride: int) -> SceneMap:
+    """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike."""
+    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR))
 
 
-def check_scene_outputs(scene: Path, out: Path, polygons: Path, stride: int) -> None:
+def check_scene_outputs(scene: Path, files: MapFiles, stride: int) -> None:
     """Refuse, before any work, outputs that cannot be written as asked."""
     if stride < 1:
         raise DataError(f"--stride {stride} must be >= 1 pixel")
-    check_polygons_path(polygons)
-    paths = [scene.resolve(), out.resolve(), polygons.resolve()]
-    if len(set(paths)) < 3:
-        raise DataError(f"the scene, --out and --polygons must be three different files ({scene}, {out}, {polygons})")
+    files.check()
+    paths = [scene.resolve(), *(p.resolve() for p in files.paths)]
+    if len(set(paths)) < len(paths):
+        raise DataError(f"the scene, --out and --polygons must be different files ({scene}, {', '.join(map(str, files.paths))})")
 
 
 def predict_scene(
     bundle: SceneModel, scene: Path, out: Path, polygons: Path, stride: int, device: torch.device, batch_size: int
 ) -> str:
     """Probability COG (same grid as ``scene``) and polygons of the regions at or above the threshold."""
-    check_scene_outputs(scene, out, polygons, stride)
+    files = MapFiles(cog=out, polygons=polygons)
+    check_scene_outputs(scene, files, stride)
     with open_scene(scene, bundle.bands, bundle.window, kind=bundle.kind) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
-        n_regions = write_scene_outputs(src, result, bundle, stride, out, polygons)
+        n_regions = write_map_outputs(scene_map(result.probability, Georef(src.crs, src.transform), bundle, stride), files)
     return (
         f"{result.n_scored} of {result.n_windows} windows scored (the rest touch no-data), "
         f"{n_regions} regions at or above {bundle.threshold:.3f} -> {out}, {polygons}"

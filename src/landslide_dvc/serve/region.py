@@ -45,9 +45,10 @@ from landslide_dvc.core.patches import TEST_CSV
 from landslide_dvc.core.runtime import use_threads
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import load_bundle
-from landslide_dvc.serve.maps import staged_outputs, write_map_outputs
-from landslide_dvc.serve.predict import SCENE_SUFFIXES, SceneModel, WindowQueue, map_tags
-from landslide_dvc.serve.scene import open_scene, read_strip, window_offsets
+from landslide_dvc.serve.maps import MapFiles, staged_outputs, write_map_outputs
+from landslide_dvc.serve.predict import SCENE_SUFFIXES, scene_map
+from landslide_dvc.serve.scene import open_scene, window_offsets
+from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
 REGION_LAYER_FILE = "landslides.gpkg"
 STRIP_ROWS = 16  # window rows per task: about 16 x 340 windows on a 10,980 px Sentinel-2 tile
@@ -186,7 +187,8 @@ def worker_model(bundle_path: str, bundle_sha256: str, preference: str) -> tuple
 
 
 def score_band(scene: str, bundle_path: str, bundle_sha256: str, options: RegionOptions, band: Band) -> BandResult:
-    """One task: the band's windows scored and blended as `score_scene` blends them, its rows of the map."""
+    """One task: the band's windows scored (`serve.strips.scored_tiles`, as `score_scene` scores them) and
+    blended in the same order on the band's own accumulators; its rows of the map."""
     use_threads(options.threads)
     model, device = worker_model(bundle_path, bundle_sha256, options.device)
     w = model.window
@@ -194,30 +196,11 @@ def score_band(scene: str, bundle_path: str, bundle_sha256: str, options: Region
     with open_scene(Path(scene), model.bands, w, kind=model.kind) as src:
         cols = window_offsets(src.width, options.stride, w)
         blender = Blender(band.window_rows[-1] + w - base, src.width, w, TAPER_FLOOR)
-        queue = WindowQueue()
         n_scored = 0
-        checked = band.index > 0  # the scene's first band checks its first strip's scale as a whole, as score_scene does
-
-        def run(inputs: np.ndarray, where: list[tuple[int, int]]) -> None:
-            nonlocal n_scored
-            if not where:
-                return
-            tiles = model.predict_tiles(inputs, device, options.batch_size)
-            for (r, c), tile in zip(where, tiles):
-                blender.add(r - base, c, tile)
-            n_scored += sum(r in band.owned_rows for r, _ in where)
-
-        for r in band.window_rows:
-            strip = read_strip(src, r, w)
-            kept = strip.valid_columns(cols, w)
-            if not kept:
-                continue
-            names = [f"the window at row {r}, column {c}" for c in kept]
-            model.check_scale(strip.windows(kept, w), names, scene, whole=not checked)
-            checked = True
-            queue.push(model.window_inputs(strip.raw, kept), [(r, c) for c in kept])
-            run(*queue.pop(options.batch_size))
-        run(*queue.pop(options.batch_size, all_of_it=True))
+        # the scene's first band checks its first strip's scale as a whole, as score_scene does
+        for batch in scored_tiles(src, model, band.window_rows, cols, device, options.batch_size, scene, check_whole=band.index == 0):
+            blender.add_batch([(r - base, c) for r, c in batch.where], batch.tiles)
+            n_scored += sum(r in band.owned_rows for r, _ in batch.where)
     rows = blender.result()[band.top - base : band.bottom - base]
     return BandResult(band.top, rows, n_scored, len(band.owned_rows) * len(cols))
 
@@ -246,12 +229,13 @@ def scene_key(scene: Path, bundle_sha256: str, model: SceneModel, options: Regio
     }
 
 
-def outputs_of(out_dir: Path, scene: Path) -> tuple[Path, Path, Path]:
-    return out_dir / f"{scene.stem}.tif", out_dir / f"{scene.stem}.gpkg", out_dir / f"{scene.stem}.json"
+def outputs_of(out_dir: Path, scene: Path) -> tuple[MapFiles, Path]:
+    """The scene's map outputs and its manifest."""
+    return MapFiles.in_folder(out_dir, scene.stem), out_dir / f"{scene.stem}.json"
 
 
 def is_done(out_dir: Path, scene: Path, key: dict[str, Any]) -> bool:
-    cog, polygons, manifest = outputs_of(out_dir, scene)
+    files, manifest = outputs_of(out_dir, scene)
     try:
         written = json.loads(manifest.read_text())
     except (OSError, ValueError):
@@ -259,13 +243,13 @@ def is_done(out_dir: Path, scene: Path, key: dict[str, Any]) -> bool:
     if written.get("key") != key:
         return False
     expected = written.get("outputs", {})
-    return all(p.is_file() and expected.get(p.name) == file_sha256(p) for p in (cog, polygons))
+    return all(p.is_file() and expected.get(p.name) == file_sha256(p) for p in files.paths)
 
 
 def write_manifest(out_dir: Path, scene: Path, key: dict[str, Any], n_scored: int, n_windows: int, n_regions: int) -> None:
-    cog, polygons, manifest = outputs_of(out_dir, scene)
+    files, manifest = outputs_of(out_dir, scene)
     record = {
-        "scene": str(scene), "key": key, "outputs": {p.name: file_sha256(p) for p in (cog, polygons)},
+        "scene": str(scene), "key": key, "outputs": {p.name: file_sha256(p) for p in files.paths},
         "windows_scored": n_scored, "windows": n_windows, "regions": n_regions,
     }
     with atomic_path(manifest) as tmp:
@@ -343,7 +327,8 @@ def predict_region(
     plans: list[ScenePlan] = []
     for scene in scenes:
         try:
-            if scene.resolve() in {p.resolve() for p in outputs_of(out_dir, scene)}:
+            files, manifest = outputs_of(out_dir, scene)
+            if scene.resolve() in {p.resolve() for p in (*files.paths, manifest)}:
                 raise DataError(f"{scene} lies in the output folder {out_dir}, where its map would overwrite it; choose another --out")
             key = scene_key(scene, bundle_sha, model, options)
             if is_done(out_dir, scene, key):
@@ -393,8 +378,8 @@ def finish_scene(plan: ScenePlan, model: SceneModel, options: RegionOptions, out
     """The bands stacked into the scene's map, its COG and polygons, then its manifest (last)."""
     bands = [plan.results[b.index] for b in plan.bands]
     probability = np.concatenate([b.probability for b in bands])
-    cog, polygons, _ = outputs_of(out_dir, plan.scene)
-    n_regions = write_map_outputs(probability, plan.georef, model.threshold, cog, polygons, map_tags(model, options.stride, TAPER_FLOOR))
+    files, _ = outputs_of(out_dir, plan.scene)
+    n_regions = write_map_outputs(scene_map(probability, plan.georef, model, options.stride), files)
     write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in bands), sum(b.n_windows for b in bands), n_regions)
 
 
@@ -412,7 +397,7 @@ def write_region_layer(out_dir: Path, scenes: Sequence[Path]) -> int:
     columns: dict[str, list[Any]] = {"scene": [], **{c: [] for c in POLYGON_COLUMNS}}
     crs = None
     for scene in scenes:
-        shapes, values, wkt = read_features(outputs_of(out_dir, scene)[1], POLYGON_COLUMNS)
+        shapes, values, wkt = read_features(outputs_of(out_dir, scene)[0].polygons, POLYGON_COLUMNS)
         scene_crs = CRS.from_user_input(wkt)
         crs = scene_crs if crs is None else crs
         if scene_crs != crs:

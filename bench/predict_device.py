@@ -76,9 +76,9 @@ def main() -> None:
         bundle = load_bundle(path)
         inputs = scene_windows(kind, params_file, bundle, args.size)
         n, stride = len(inputs), bundle.window // 2
-        reference = bundle.predict_tiles(inputs[:64], torch.device("cpu"), bundle.default_batch_size)
+        reference = bundle.predict_tiles(inputs[:64], torch.device("cpu"), bundle.default_batch_size).probability
         bundle.to(device)
-        tiles = bundle.predict_tiles(inputs[:64], device, bundle.default_batch_size)
+        tiles = bundle.predict_tiles(inputs[:64], device, bundle.default_batch_size).probability
         labels_differ = (tiles >= bundle.threshold) != (reference >= bundle.threshold)
         record = {
             "windows": n, "window_px": bundle.window, "stride_px": stride,

@@ -125,7 +125,7 @@ def predict_seconds(bundle: Model, scene_path: Path, work: Path, stride: int, de
     start = time.perf_counter()
     with open_scene(scene_path, bundle.bands, bundle.window) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene_path), on_tiles=lambda w, t: taps.append((w, t)))
-        write_map_outputs(scene_map(result.probability, Georef(src.crs, src.transform), bundle, stride), MapFiles(work / "map.tif", work / "map.gpkg"))
+        write_map_outputs(scene_map(result.probability, result.uncertainty, Georef(src.crs, src.transform), bundle, stride), MapFiles(work / "map.tif", work / "map.gpkg"))
     synchronize(device)
     return time.perf_counter() - start, result, taps
 

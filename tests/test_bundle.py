@@ -331,7 +331,7 @@ def test_predict_scene_keeps_georeferencing_respects_nodata_and_blends_overlaps(
     assert np.isfinite(prob[:128]).all()
 
     info = pyogrio.read_info(out.with_suffix(".gpkg"))
-    assert info["crs"] == "EPSG:32633" and list(info["fields"]) == ["area_m2", "mean_prob", "max_prob"]
+    assert info["crs"] == "EPSG:32633" and list(info["fields"]) == ["area_m2", "mean_prob", "max_prob", "mean_uncertainty"]
     assert info["features"] == len(find_regions(prob, bundle.threshold, georef))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.gpkg", "map.tif", "scene.tif"]  # nothing left over
 

@@ -24,6 +24,7 @@ from landslide_dvc.core.geo import read_features, write_features
 from landslide_dvc.serve import region
 from landslide_dvc.serve.region import RegionOptions, list_scenes, predict_region, scene_bands, write_region_layer
 from landslide_dvc.serve.scene import window_offsets
+from landslide_dvc.serve.strips import Tiles
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "bundle"
@@ -106,8 +107,8 @@ class PixelModel:
         # the window's own mean makes every window that covers a pixel give it another value
         return np.stack([np.tanh((strip[2, :, c : c + 64] + strip[2, :, c : c + 64].mean()) / 3000.0) for c in cols]).astype(np.float32)
 
-    def predict_tiles(self, inputs: np.ndarray, device: object, batch_size: int) -> np.ndarray:
-        return inputs
+    def predict_tiles(self, inputs: np.ndarray, device: object, batch_size: int) -> Tiles:
+        return Tiles(inputs, np.abs(inputs - 0.5).astype(np.float32))  # a spread that varies too
 
 
 @pytest.mark.parametrize(("stride", "strip_rows"), [(24, 1), (24, 3), (40, 2), (64, 1), (32, 16)])
@@ -126,6 +127,7 @@ def test_stacked_bands_are_score_scenes_map_bit_for_bit(scenes: Path, monkeypatc
         expected = score_scene(src, model, stride, torch.device("cpu"), 7, "north.tif")
     bands = [region.score_band(str(scenes / "north.tif"), "pixel", "sha", options, b) for b in scene_bands(height, 64, stride, strip_rows)]
     assert np.array_equal(np.concatenate([b.probability for b in bands]), expected.probability, equal_nan=True)
+    assert np.array_equal(np.concatenate([b.uncertainty for b in bands]), expected.uncertainty, equal_nan=True)
     assert sum(b.n_scored for b in bands) == expected.n_scored and sum(b.n_windows for b in bands) == expected.n_windows
 
 
@@ -270,7 +272,7 @@ def test_bad_scenes_are_reported_in_one_line_and_the_good_ones_complete(scenes: 
 
 def test_the_region_layer_reprojects_other_crss_to_the_first_scenes(tmp_path: Path) -> None:
     utm = CRS.from_epsg(32645)
-    values = {"area_m2": np.array([100.0]), "mean_prob": np.array([0.7]), "max_prob": np.array([0.9])}
+    values = {"area_m2": np.array([100.0]), "mean_prob": np.array([0.7]), "max_prob": np.array([0.9]), "mean_uncertainty": np.array([0.1])}
     write_features(tmp_path / "a.gpkg", [box(500000, 3000000, 500010, 3000010)], values, utm)
     write_features(tmp_path / "b.gpkg", [box(87.0, 27.1, 87.001, 27.101)], values, CRS.from_epsg(4326))
     assert write_region_layer(tmp_path, [tmp_path / "a.tif", tmp_path / "b.tif"]) == 2

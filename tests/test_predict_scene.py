@@ -40,6 +40,7 @@ from landslide_dvc.serve.maps import (
 )
 from landslide_dvc.serve.predict import score_scene
 from landslide_dvc.serve.scene import open_scene, window_offsets
+from landslide_dvc.serve.strips import Tiles
 
 UTM = Georef(CRS.from_epsg(32633), from_origin(500000.0, 4100000.0, 10.0, 10.0))
 BANDS = ["Red", "Green", "Blue", "NIR", "DVV", "DVH", "DDVV", "DDVH", "AVV", "AVH", "ADVV", "ADVH"]
@@ -167,6 +168,56 @@ def test_batched_views_score_bit_for_bit_as_the_pipelines_predict(head: str, tta
     assert np.array_equal(bundle.score_inputs(images, device, 4), expected)  # 3 batches: 4, 4, 3
 
 
+@pytest.mark.parametrize(("head", "tta"), [("svm", 8), ("fc", 4)])
+def test_the_votes_are_each_folds_head_on_each_views_own_features(head: str, tta: int) -> None:
+    from landslide_dvc.core.heads import head_scores
+    from landslide_dvc.core.inference import dihedral_views
+
+    bundle = tiny_bundle(head, tta)
+    images = torch.from_numpy(bundle.preprocess(raw_patches(5)))
+    device = torch.device("cpu")
+    scores, votes = bundle.score_with_votes(images, device, 2)
+    assert np.array_equal(scores, bundle.score_inputs(images, device, 2)) and votes.shape == (5, 3 * tta)
+    for k, (net, model) in enumerate(zip(bundle.networks, bundle.heads)):
+        for v, view in enumerate(dihedral_views(images, tta)):  # one view at a time, through the pipeline's predict
+            prob, features = predict(net, view.contiguous(), 32, device, 5, with_features=head != "fc")
+            np.testing.assert_allclose(votes[:, k * tta + v], head_scores(head, model, features, prob), rtol=0, atol=1e-6)
+    if head == "fc":  # the fc head's score is its views' mean probability: the votes average to it
+        np.testing.assert_allclose(votes.mean(axis=1), scores, rtol=0, atol=1e-6)
+    spread = bundle.predict_tiles(images.numpy(), device, 2).spread
+    np.testing.assert_allclose(spread[:, 7, 9], votes.std(axis=1), rtol=0, atol=1e-6)
+
+
+def test_the_uncertainty_is_0_where_every_vote_agrees_and_the_votes_spread_by_hand() -> None:
+    blender = Blender(96, 96, 64, with_spread=True)
+    agreeing = np.full((64, 64), 0.3)
+    blender.add(0, 0, agreeing)
+    blender.add(0, 32, agreeing)  # every vote of both windows is 0.3
+    spread = np.full((64, 64), 0.2)
+    blender.add(32, 0, np.full((64, 64), 0.9), spread)  # a window whose votes disagree, over the rows 32-95
+    u = blender.uncertainty()
+    assert (u[:32, :] == 0).all() and np.isnan(u[64:, 64:]).all()  # agreement: exactly 0; no window: NaN
+    # a pixel of all three windows: the weighted variance of the mixture of their votes
+    weights = blender.weights
+    r, c = 40, 40
+    w = np.array([weights[r, c], weights[r, c - 32], weights[r - 32, c]])
+    m, s = np.array([0.3, 0.3, 0.9]), np.array([0.0, 0.0, 0.2])
+    p = (w * m).sum() / w.sum()
+    assert blender.result()[r, c] == pytest.approx(p, abs=1e-6)
+    assert u[r, c] == pytest.approx(math.sqrt((w * (s**2 + (m - p) ** 2)).sum() / w.sum()), abs=1e-6)
+    # where one window alone covers a pixel, the uncertainty is that window's spread
+    assert u[80, 10] == pytest.approx(0.2, abs=1e-6)
+
+
+def test_tiles_whose_votes_all_agree_give_a_zero_spread() -> None:
+    from landslide_dvc.serve.strips import vote_spread
+
+    votes = np.full((4, 40), 0.1 + 0.2)  # a value with no exact binary form, repeated
+    votes[1, 3] = 0.5
+    spread = vote_spread(votes, axis=1)
+    assert spread[0] == 0 and spread[2] == 0 and spread[3] == 0 and spread[1] > 0
+
+
 @pytest.mark.parametrize("n_channels", [12, 20])
 def test_a_strip_preprocessed_once_gives_the_windows_preprocessed_one_by_one(n_channels: int) -> None:
     bundle = tiny_bundle("fc", 1, n_channels)
@@ -182,7 +233,7 @@ def test_classifier_tiles_are_the_window_scores() -> None:
     inputs = bundle.preprocess(raw_patches(3))
     tiles = bundle.predict_tiles(inputs, torch.device("cpu"), 8)
     scores = bundle.score_inputs(torch.from_numpy(inputs), torch.device("cpu"), 8)
-    assert tiles.shape == (3, 64, 64) and all((tiles[k] == scores[k]).all() for k in range(3))
+    assert tiles.probability.shape == (3, 64, 64) and all((tiles.probability[k] == scores[k]).all() for k in range(3))
 
 
 class MeanModel:
@@ -199,9 +250,9 @@ class MeanModel:
     def window_inputs(self, strip: np.ndarray, cols: Sequence[int]) -> np.ndarray:
         return np.stack([strip[0, :, c : c + 64] / 10000.0 for c in cols])
 
-    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
+    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> Tiles:
         self.batches.append(len(inputs))
-        return inputs
+        return Tiles(inputs, np.zeros_like(inputs))
 
 
 def write_scene(path: Path, bands: np.ndarray, georef: Georef | None = UTM, nodata: float | None = None) -> None:
@@ -319,6 +370,20 @@ def test_the_map_is_a_cloud_optimized_geotiff_with_overviews_nodata_and_the_scen
     assert overview_count(100, 60) == 1  # small maps get one level too
 
 
+def test_the_uncertainty_is_the_cogs_second_band_and_each_polygons_mean(tmp_path: Path) -> None:
+    from landslide_dvc.core.geo import read_features
+
+    prob = blob_map()
+    uncertainty = np.where(np.isnan(prob), np.nan, 0.05).astype(np.float32)
+    uncertainty[5:10, 5:10] = 0.25  # half of the first region's 50 px
+    n = write_map_outputs(SceneMap(prob, UTM, 0.5, {}, uncertainty), MapFiles(tmp_path / "m.tif", tmp_path / "m.gpkg"))
+    with rasterio.open(tmp_path / "m.tif") as src:
+        assert src.count == 2 and src.descriptions == ("landslide probability", "uncertainty (standard deviation of the votes)")
+        assert np.array_equal(src.read(2), uncertainty, equal_nan=True)
+    _, columns, _ = read_features(tmp_path / "m.gpkg", ["mean_uncertainty"])
+    assert n == 2 and sorted(columns["mean_uncertainty"].round(6)) == [0.05, 0.15]
+
+
 def blob_map() -> np.ndarray:
     prob = np.zeros((50, 60), np.float32)
     prob[5:10, 5:15] = 0.8  # 50 px
@@ -359,7 +424,7 @@ def test_polygons_keep_the_crs_in_a_geopackage_and_are_wgs84_in_geojson(tmp_path
     write_polygons(tmp_path / "p.geojson", regions, UTM)
     info = pyogrio.read_info(tmp_path / "p.gpkg")
     assert info["crs"] == "EPSG:32633" and info["features"] == 2 and info["geometry_type"] == "Polygon"
-    assert list(info["fields"]) == ["area_m2", "mean_prob", "max_prob"] and info["layer_name"] == "landslides"
+    assert list(info["fields"]) == ["area_m2", "mean_prob", "max_prob", "mean_uncertainty"] and info["layer_name"] == "landslides"
     _, _, _, fields = read(tmp_path / "p.gpkg")
     assert sorted(fields[0].tolist()) == [1200.0, 5000.0]
     web = pyogrio.read_info(tmp_path / "p.geojson")

@@ -150,8 +150,9 @@ def test_one_view_gives_the_pipelines_probabilities(made: dict) -> None:
     expected_inputs = apply_statistics(derive_l4s_channels(windows.copy(), 14), made["center"], made["scale"])
     np.testing.assert_array_equal(inputs, expected_inputs)  # normalize's arithmetic
     tiles = bundle.predict_tiles(inputs, CPU, 8)
-    assert tiles.shape == (3, WINDOW, WINDOW) and tiles.dtype == np.float32
-    np.testing.assert_array_equal(tiles, predict_probabilities(made["network"], inputs, 8, CPU))
+    assert tiles.probability.shape == (3, WINDOW, WINDOW) and tiles.probability.dtype == np.float32
+    np.testing.assert_array_equal(tiles.probability, predict_probabilities(made["network"], inputs, 8, CPU))
+    assert (tiles.spread == 0).all()  # one view: one vote per pixel, nothing to disagree
 
 
 def test_a_strip_preprocessed_once_gives_the_windows_preprocessed_one_by_one(made: dict) -> None:
@@ -177,8 +178,10 @@ def test_the_views_in_one_pass_average_to_the_views_run_one_by_one(made: dict, t
         undone[k][:, source] = prob  # back to the window's orientation
     expected = undone.mean(axis=0).reshape(len(inputs), WINDOW, WINDOW)
     tiles = bundle.predict_tiles(inputs, CPU, 2)
-    np.testing.assert_allclose(tiles, expected, rtol=0, atol=1e-6)
-    assert not np.allclose(tiles, with_tta(bundle, 1).predict_tiles(inputs, CPU, 2), atol=1e-4)  # the views do differ
+    np.testing.assert_allclose(tiles.probability, expected, rtol=0, atol=1e-6)
+    assert not np.allclose(tiles.probability, with_tta(bundle, 1).predict_tiles(inputs, CPU, 2).probability, atol=1e-4)  # the views do differ
+    # the uncertainty of a tile is the views' standard deviation, pixel by pixel
+    np.testing.assert_allclose(tiles.spread, undone.std(axis=0).reshape(len(inputs), WINDOW, WINDOW), rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,7 +220,7 @@ def test_where_one_window_covers_a_pixel_the_map_is_its_tile(made: dict, tmp_pat
         prob = src.read(1)
     for r in (0, 32):
         for c in (0, 32):
-            tile = bundle.predict_tiles(bundle.preprocess(bands[None, :, r : r + 32, c : c + 32]), CPU, 4)[0]
+            tile = bundle.predict_tiles(bundle.preprocess(bands[None, :, r : r + 32, c : c + 32]), CPU, 4).probability[0]
             np.testing.assert_allclose(prob[r : r + 32, c : c + 32], tile, rtol=1e-6, atol=1e-7)
 
 

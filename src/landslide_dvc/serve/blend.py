@@ -16,6 +16,16 @@ or the rim left next to a no-data region) still has a weight of at least 1e-6 an
 is that window's probability. At ``stride = n / 2`` the shifted tapers sum to 1 (sin^2 + cos^2),
 so the interior needs no renormalisation at all; other strides and the windows flush with the
 far edges are handled by dividing by the summed weights. ``floor = 1`` gives the plain mean.
+
+**Uncertainty** (``with_spread``): a window's tile is the mean of its votes (the folds' x the TTA
+views' probabilities), and each pixel of it comes with the standard deviation ``s`` of those votes.
+The pixel's probability is the weighted mean of its windows' tiles ``m_k``; its uncertainty is the
+standard deviation of all the votes behind it, each window's votes weighted as the window is:
+
+    u^2 = sum_k w_k (s_k^2 + m_k^2) / sum_k w_k - p^2,    p = sum_k w_k m_k / sum_k w_k
+
+(the variance of the mixture: the windows' own spread plus the spread between windows). Where
+every vote agrees (all ``s_k`` 0 and all ``m_k`` equal) it is exactly 0, not a rounding residue.
 """
 
 from __future__ import annotations
@@ -44,28 +54,56 @@ def window_weights(size: int, floor: float = TAPER_FLOOR) -> np.ndarray:
 class Blender:
     """Accumulates probability tiles of ``window`` x ``window`` px on a ``height`` x ``width`` grid."""
 
-    def __init__(self, height: int, width: int, window: int, floor: float = TAPER_FLOOR) -> None:
+    def __init__(self, height: int, width: int, window: int, floor: float = TAPER_FLOOR, *, with_spread: bool = False) -> None:
         self.window = window
         self.weights = window_weights(window, floor)
         self.total = np.zeros((height, width), np.float64)
         self.weight_sum = np.zeros((height, width), np.float64)
+        self.with_spread = with_spread
+        if with_spread:  # second moments, and what tells "every vote agrees" exactly
+            self.square = np.zeros((height, width), np.float64)
+            self.low = np.full((height, width), np.inf, np.float64)
+            self.high = np.full((height, width), -np.inf, np.float64)
+            self.spread_max = np.zeros((height, width), np.float64)
 
-    def add(self, row: int, col: int, tile: np.ndarray | float) -> None:
-        """One window's probabilities (window, window), or one number for the whole window, at (row, col)."""
+    def add(self, row: int, col: int, tile: np.ndarray | float, spread: np.ndarray | float = 0.0) -> None:
+        """One window's probabilities (window, window), or one number for the whole window, at (row, col);
+        ``spread``: the standard deviation of the votes behind them (used ``with_spread``)."""
         w = self.window
-        self.total[row : row + w, col : col + w] += self.weights * tile
-        self.weight_sum[row : row + w, col : col + w] += self.weights
+        area = (slice(row, row + w), slice(col, col + w))
+        self.total[area] += self.weights * tile
+        self.weight_sum[area] += self.weights
+        if self.with_spread:
+            tile64 = np.asarray(tile, np.float64)
+            spread64 = np.asarray(spread, np.float64)
+            self.square[area] += self.weights * (tile64 * tile64 + spread64 * spread64)
+            np.minimum(self.low[area], tile64, out=self.low[area])
+            np.maximum(self.high[area], tile64, out=self.high[area])
+            np.maximum(self.spread_max[area], spread64, out=self.spread_max[area])
 
-    def add_batch(self, where: Sequence[tuple[int, int]], tiles: np.ndarray) -> None:
-        """Tiles (n, window, window) at their (row, col)."""
-        for (row, col), tile in zip(where, tiles):
-            self.add(row, col, tile)
+    def add_batch(self, where: Sequence[tuple[int, int]], tiles: np.ndarray, spreads: np.ndarray | None = None) -> None:
+        """Tiles (n, window, window) at their (row, col), with the spreads of their votes (n, window, window)."""
+        for k, ((row, col), tile) in enumerate(zip(where, tiles)):
+            self.add(row, col, tile, 0.0 if spreads is None else spreads[k])
 
     def result(self) -> np.ndarray:
         """The blended map (float32); NaN where no window was added."""
         covered = self.weight_sum > 0
         out = np.full(self.total.shape, np.nan, np.float32)
         out[covered] = self.total[covered] / self.weight_sum[covered]
+        return out
+
+    def uncertainty(self) -> np.ndarray:
+        """The standard deviation of the votes behind each pixel (float32); 0 where they all agree, NaN where no window was added."""
+        if not self.with_spread:
+            raise ValueError("Blender(with_spread=True) keeps the votes' spread; this one was made without")
+        covered = self.weight_sum > 0
+        out = np.full(self.total.shape, np.nan, np.float32)
+        weight = self.weight_sum[covered]
+        mean = self.total[covered] / weight
+        variance = np.maximum(self.square[covered] / weight - mean * mean, 0.0)
+        agree = (self.high[covered] == self.low[covered]) & (self.spread_max[covered] == 0)
+        out[covered] = np.where(agree, 0.0, np.sqrt(variance))
         return out
 
 

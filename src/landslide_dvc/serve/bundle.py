@@ -55,6 +55,7 @@ from landslide_dvc.core.inference import TTA_VIEWS, dihedral_views, view_mean
 from landslide_dvc.core.model import ModelParams, create_model, embed, resize_input
 from landslide_dvc.core.scaling import apply_statistics
 from landslide_dvc.serve.seg_bundle import SegBundle, load_seg_bundle
+from landslide_dvc.serve.strips import Tiles, vote_spread
 
 PIXELWISE_CHANNEL_SETS = (12, 20)  # every channel computed from its own pixel (28 adds per-image edge maps)
 SCALE_NAMES = {1.0: "reflectance", 10000.0: "Sentinel-2 digital numbers (reflectance x 10,000)"}
@@ -101,16 +102,25 @@ class Bundle(ManifestFields):
         """Landslide scores (N,) of raw patches: each fold's network (+ head), averaged over folds."""
         return self.score_inputs(torch.from_numpy(self.preprocess(raw)), device, batch_size)
 
-    @torch.no_grad()
     def score_inputs(self, images: torch.Tensor, device: torch.device, batch_size: int) -> np.ndarray:
         """Scores (N,) of preprocessed patches; the TTA views of each batch are built once for all folds.
 
         Per fold, the probabilities and features are `core.inference.predict`'s (same batches, same
         views, same operations, same view mean), then its head; the folds are averaged as in fit_head.
         """
+        return self.score_with_votes(images, device, batch_size, with_votes=False)[0]
+
+    @torch.no_grad()
+    def score_with_votes(
+        self, images: torch.Tensor, device: torch.device, batch_size: int, *, with_votes: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores (N,) as `score_inputs`, and the votes (N, folds x views) behind them: each fold's head on
+        each TTA view's own features (fc: each view's probability), whose spread is the map's uncertainty."""
         tta, dim, with_features = int(self.manifest["tta"]), int(self.manifest["input_size"]), self.head != "fc"
         probs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         feats: list[list[torch.Tensor]] = [[] for _ in self.networks]
+        view_probs: list[list[torch.Tensor]] = [[] for _ in self.networks]
+        view_feats: list[list[torch.Tensor]] = [[] for _ in self.networks]
         for network in self.networks:
             network.eval()
         for start in range(0, len(images), batch_size):
@@ -121,11 +131,16 @@ class Bundle(ManifestFields):
                 x = resize_input(to_memory_format(x, device), dim)
                 for k, network in enumerate(self.networks):
                     features, logits = embed(network, x)
-                    probs[k].append(view_mean(torch.softmax(logits.float(), dim=1)[:, 1], tta).cpu())
+                    per_view = torch.softmax(logits.float(), dim=1)[:, 1]
+                    probs[k].append(view_mean(per_view, tta).cpu())
                     if with_features:
                         feats[k].append(view_mean(features.float(), tta).cpu())
+                    if with_votes:
+                        view_probs[k].append(per_view.reshape(tta, -1).T.cpu())  # (n, views)
+                        if with_features:
+                            view_feats[k].append(features.float().reshape(tta, -1, features.shape[-1]).transpose(0, 1).cpu())
         if not len(images):
-            return np.empty(0)
+            return np.empty(0), (np.empty((0, len(self.networks) * tta)) if with_votes else None)
         per_fold = [
             head_scores(
                 self.head, head_model, torch.cat(feats[k]).numpy() if with_features else None,
@@ -133,7 +148,16 @@ class Bundle(ManifestFields):
             )
             for k, head_model in enumerate(self.heads)
         ]
-        return np.stack(per_fold, axis=1).mean(axis=1)  # as fit_head averages its folds
+        scores = np.stack(per_fold, axis=1).mean(axis=1)  # as fit_head averages its folds
+        if not with_votes:
+            return scores, None
+        votes = []
+        for k, head_model in enumerate(self.heads):
+            fold_probs = torch.cat(view_probs[k]).numpy().astype(np.float64)  # (N, views)
+            fold_feats = torch.cat(view_feats[k]).numpy() if with_features else None  # (N, views, D)
+            flat = fold_feats.reshape(-1, fold_feats.shape[-1]) if fold_feats is not None else None
+            votes.append(np.asarray(head_scores(self.head, head_model, flat, fold_probs.reshape(-1)), np.float64).reshape(len(images), tta))
+        return scores, np.concatenate(votes, axis=1)
 
     def window_inputs(self, strip: np.ndarray, cols: Sequence[int]) -> np.ndarray:
         """Network inputs (n, C, w, w) of the windows of a raw strip (bands, w, width) starting at ``cols``.
@@ -148,10 +172,13 @@ class Bundle(ManifestFields):
             return np.stack([prepared[:, :, c : c + w] for c in cols])
         return self.preprocess(np.stack([strip[:, :, c : c + w] for c in cols]))
 
-    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
-        """Per-pixel probabilities (n, w, w) of preprocessed windows: each window filled with its score."""
-        scores = self.score_inputs(torch.from_numpy(inputs), device, batch_size)
-        return np.broadcast_to(scores[:, None, None], (len(scores), self.window, self.window))
+    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> Tiles:
+        """Per-pixel probabilities (n, w, w) of preprocessed windows: each window filled with its score, and
+        with the spread of its votes (folds x TTA views)."""
+        scores, votes = self.score_with_votes(torch.from_numpy(inputs), device, batch_size)
+        shape = (len(scores), self.window, self.window)
+        spread = vote_spread(votes, axis=1)
+        return Tiles(np.broadcast_to(scores[:, None, None], shape), np.broadcast_to(spread[:, None, None], shape))
 
     def check_scale(self, raw: np.ndarray, names: Sequence[str], source: str, *, whole: bool) -> None:
         """Refuse raw patches at another optical scale than the bundle's, in one line.

@@ -1,13 +1,14 @@
 """The outputs of a scored scene, as GIS users open them: a Cloud Optimized GeoTIFF and polygons.
 
-- **Probability map**: GDAL's COG driver (through rasterio): float32, one band, tiled 256 x 256,
+- **Probability map**: GDAL's COG driver (through rasterio): float32, tiled 256 x 256,
   DEFLATE with the floating-point predictor, average-resampled overviews down to at most 256 px
   (at least one level), nodata NaN (pixels no scored window covers, the scene's own no-data
-  among them), the scene's CRS and transform.
+  among them), the scene's CRS and transform. Band 1 is the landslide probability; band 2 its
+  uncertainty, the standard deviation of the votes behind each pixel (`landslide_dvc.serve.blend`).
 - **Polygons**: the connected regions (4-connectivity) of pixels at or above the threshold,
   traced along pixel edges (`rasterio.features.shapes`), with ``area_m2`` (pixel count x pixel
-  area; on a geographic CRS each pixel's area on a sphere of radius 6,371,008.8 m), ``mean_prob``
-  and ``max_prob``. A `.gpkg` (layer ``landslides``) keeps the scene's CRS; a `.geojson` is
+  area; on a geographic CRS each pixel's area on a sphere of radius 6,371,008.8 m), ``mean_prob``,
+  ``max_prob`` and ``mean_uncertainty`` (the mean of band 2 over the polygon's pixels). A `.gpkg` (layer ``landslides``) keeps the scene's CRS; a `.geojson` is
   reprojected to WGS 84 longitude/latitude, as RFC 7946 requires and web maps assume.
 - **Atomic**: both files are written under their own names in hidden folders next to the
   targets and renamed onto them together at the end; on any error neither exists.
@@ -49,6 +50,7 @@ class Regions:
     area_m2: np.ndarray  # float64
     mean_prob: np.ndarray  # float64
     max_prob: np.ndarray  # float64
+    mean_uncertainty: np.ndarray  # float64: the mean of the uncertainty band over the region's pixels (NaN without it)
 
     def __len__(self) -> int:
         return len(self.geometries)
@@ -64,19 +66,27 @@ def overview_count(height: int, width: int, smallest: int = COG_BLOCK) -> int:
     return max(1, math.ceil(math.log2(max(height, width) / smallest)))
 
 
-def write_cog(path: Path, probability: np.ndarray, georef: Georef, tags: dict[str, str]) -> None:
-    """``probability`` (H, W) as a float32 Cloud Optimized GeoTIFF, NaN as nodata."""
+PROBABILITY_BAND = "landslide probability"
+UNCERTAINTY_BAND = "uncertainty (standard deviation of the votes)"
+
+
+def write_cog(
+    path: Path, probability: np.ndarray, georef: Georef, tags: dict[str, str], uncertainty: np.ndarray | None = None
+) -> None:
+    """``probability`` (H, W) (and ``uncertainty``, band 2) as a float32 Cloud Optimized GeoTIFF, NaN as nodata."""
     from rasterio.io import MemoryFile
     from rasterio.shutil import copy
 
     height, width = probability.shape
+    bands = [(probability, PROBABILITY_BAND)] + ([(uncertainty, UNCERTAINTY_BAND)] if uncertainty is not None else [])
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "float32",
+        "driver": "GTiff", "width": width, "height": height, "count": len(bands), "dtype": "float32",
         "crs": georef.crs, "transform": georef.transform, "nodata": float("nan"),
     }
     with MemoryFile() as memory, memory.open(**profile) as staged:
-        staged.write(probability.astype(np.float32, copy=False), 1)
-        staged.set_band_description(1, "landslide probability")
+        for index, (values, description) in enumerate(bands, start=1):
+            staged.write(values.astype(np.float32, copy=False), index)
+            staged.set_band_description(index, description)
         staged.update_tags(**tags)
         copy(
             staged, path, driver="COG", BLOCKSIZE=COG_BLOCK, COMPRESS="DEFLATE", PREDICTOR="YES",
@@ -85,22 +95,29 @@ def write_cog(path: Path, probability: np.ndarray, georef: Georef, tags: dict[st
         )
 
 
-def find_regions(probability: np.ndarray, threshold: float, georef: Georef) -> Regions:
-    """The polygons of the regions at or above ``threshold``, with area and mean and max probability."""
+def find_regions(probability: np.ndarray, threshold: float, georef: Georef, uncertainty: np.ndarray | None = None) -> Regions:
+    """The polygons of the regions at or above ``threshold``, with area, mean and max probability, mean uncertainty."""
     labels, count = label_regions(np.nan_to_num(probability, nan=-np.inf) >= threshold)
     rows, cols = np.nonzero(labels)
     ids = labels[rows, cols]
     values = probability[rows, cols].astype(np.float64)
-    n_pixels = np.bincount(ids, minlength=count + 1)[1:]
-    mean = np.bincount(ids, weights=values, minlength=count + 1)[1:] / np.maximum(n_pixels, 1)
+    n_pixels = np.maximum(np.bincount(ids, minlength=count + 1)[1:], 1)
+    mean = np.bincount(ids, weights=values, minlength=count + 1)[1:] / n_pixels
     peak = np.full(count + 1, -np.inf)
     np.maximum.at(peak, ids, values)
-    return Regions(region_polygons(labels, count, georef), region_areas_m2(labels, count, georef), mean, peak[1:])
+    spread = (
+        np.bincount(ids, weights=uncertainty[rows, cols].astype(np.float64), minlength=count + 1)[1:] / n_pixels
+        if uncertainty is not None else np.full(count, np.nan)
+    )
+    return Regions(region_polygons(labels, count, georef), region_areas_m2(labels, count, georef), mean, peak[1:], spread)
 
 
 def write_polygons(path: Path, regions: Regions, georef: Georef) -> None:
     """The regions as a GeoPackage (the scene's CRS) or GeoJSON (WGS 84), with their attributes."""
-    columns = {"area_m2": regions.area_m2, "mean_prob": regions.mean_prob, "max_prob": regions.max_prob}
+    columns = {
+        "area_m2": regions.area_m2, "mean_prob": regions.mean_prob, "max_prob": regions.max_prob,
+        "mean_uncertainty": regions.mean_uncertainty,
+    }
     write_features(path, regions.geometries, columns, georef.crs)
 
 
@@ -151,13 +168,14 @@ class SceneMap:
     georef: Georef
     threshold: float
     tags: dict[str, str]
+    uncertainty: np.ndarray | None = None  # (H, W) float32, band 2 of the COG
 
     def regions(self) -> Regions:
-        return find_regions(self.probability, self.threshold, self.georef)
+        return find_regions(self.probability, self.threshold, self.georef, self.uncertainty)
 
 
 def _write_cog_output(path: Path, scene_map: SceneMap, regions: Regions) -> None:
-    write_cog(path, scene_map.probability, scene_map.georef, scene_map.tags)
+    write_cog(path, scene_map.probability, scene_map.georef, scene_map.tags, scene_map.uncertainty)
 
 
 def _write_polygons_output(path: Path, scene_map: SceneMap, regions: Regions) -> None:

@@ -58,6 +58,11 @@ from landslide_dvc.serve.seg_bundle import SegBundle
 from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
 SCENE_SUFFIXES = (".tif", ".tiff")
+UNCERTAINTY_TAG = (
+    "band 2: standard deviation of the votes behind each pixel ({votes}, each covering window's votes "
+    "weighted as the window is in band 1); 0 where every vote agrees"
+)
+VOTES = {"classifier": "every fold's head on each of {tta} TTA views", "segmentation": "the U-Net's {tta} TTA views"}
 PATCHES_PER_CHUNK = 2048  # patches preprocessed and scored together (bounds memory, keeps batches full)
 
 
@@ -159,6 +164,7 @@ class SceneResult:
     probability: np.ndarray  # (H, W) float32, NaN where no scored window covers the pixel
     n_scored: int  # windows scored
     n_windows: int  # windows on the grid, scored or skipped
+    uncertainty: np.ndarray | None = None  # (H, W) float32: the spread of the votes behind each pixel (serve.blend)
 
 
 TileSink = Callable[[Sequence[tuple[int, int]], np.ndarray], None]  # (row, col) per window, tiles (n, w, w)
@@ -174,16 +180,16 @@ def score_scene(
     """
     w = model.window
     rows, cols = window_offsets(src.height, stride, w), window_offsets(src.width, stride, w)
-    blender = Blender(src.height, src.width, w, floor)
+    blender = Blender(src.height, src.width, w, floor, with_spread=True)
     n_scored = 0
     with _progress(len(rows) * len(cols), "windows") as bar:
         for batch in scored_tiles(src, model, rows, cols, device, batch_size, source):
-            blender.add_batch(batch.where, batch.tiles)
+            blender.add_batch(batch.where, batch.tiles.probability, batch.tiles.spread)
             if on_tiles is not None and batch.where:
-                on_tiles(batch.where, batch.tiles)
+                on_tiles(batch.where, batch.tiles.probability)
             n_scored += len(batch.where)
             bar.update(len(batch.where) + batch.skipped)  # skipped (no-data) windows count as done
-    return SceneResult(blender.result(), n_scored, len(rows) * len(cols))
+    return SceneResult(blender.result(), n_scored, len(rows) * len(cols), blender.uncertainty())
 
 
 def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
@@ -192,12 +198,13 @@ def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
         "LANDSLIDE_TTA_VIEWS": str(model.tta),
         "LANDSLIDE_THRESHOLD": repr(model.threshold),
         "LANDSLIDE_BLEND": f"Hann window weights at pixel centres, floor {floor:g}, stride {stride} px, window {model.window} px",
+        "LANDSLIDE_UNCERTAINTY": UNCERTAINTY_TAG.format(votes=VOTES[model.kind].format(tta=model.tta)),
     }
 
 
-def scene_map(probability: np.ndarray, georef: Georef, model: SceneModel, stride: int) -> SceneMap:
+def scene_map(probability: np.ndarray, uncertainty: np.ndarray, georef: Georef, model: SceneModel, stride: int) -> SceneMap:
     """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike."""
-    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR))
+    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR), uncertainty)
 
 
 def check_scene_outputs(scene: Path, files: MapFiles, stride: int) -> None:
@@ -218,7 +225,8 @@ def predict_scene(
     check_scene_outputs(scene, files, stride)
     with open_scene(scene, bundle.bands, bundle.window, kind=bundle.kind) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
-        n_regions = write_map_outputs(scene_map(result.probability, Georef(src.crs, src.transform), bundle, stride), files)
+        georef = Georef(src.crs, src.transform)
+        n_regions = write_map_outputs(scene_map(result.probability, result.uncertainty, georef, bundle, stride), files)
     return (
         f"{result.n_scored} of {result.n_windows} windows scored (the rest touch no-data), "
         f"{n_regions} regions at or above {bundle.threshold:.3f} -> {out}, {polygons}"

@@ -52,7 +52,7 @@ from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
 REGION_LAYER_FILE = "landslides.gpkg"
 STRIP_ROWS = 16  # window rows per task: about 16 x 340 windows on a 10,980 px Sentinel-2 tile
-POLYGON_COLUMNS = ("area_m2", "mean_prob", "max_prob")
+POLYGON_COLUMNS = ("area_m2", "mean_prob", "max_prob", "mean_uncertainty")
 GLOB_CHARACTERS = set("*?[")
 
 
@@ -81,6 +81,7 @@ class Band:
 class BandResult:
     top: int
     probability: np.ndarray  # (bottom - top, width) float32
+    uncertainty: np.ndarray  # (bottom - top, width) float32
     n_scored: int  # windows of the owned rows scored
     n_windows: int  # windows of the owned rows, scored or skipped
 
@@ -195,14 +196,14 @@ def score_band(scene: str, bundle_path: str, bundle_sha256: str, options: Region
     base = band.window_rows[0]
     with open_scene(Path(scene), model.bands, w, kind=model.kind) as src:
         cols = window_offsets(src.width, options.stride, w)
-        blender = Blender(band.window_rows[-1] + w - base, src.width, w, TAPER_FLOOR)
+        blender = Blender(band.window_rows[-1] + w - base, src.width, w, TAPER_FLOOR, with_spread=True)
         n_scored = 0
         # the scene's first band checks its first strip's scale as a whole, as score_scene does
         for batch in scored_tiles(src, model, band.window_rows, cols, device, options.batch_size, scene, check_whole=band.index == 0):
-            blender.add_batch([(r - base, c) for r, c in batch.where], batch.tiles)
+            blender.add_batch([(r - base, c) for r, c in batch.where], batch.tiles.probability, batch.tiles.spread)
             n_scored += sum(r in band.owned_rows for r, _ in batch.where)
-    rows = blender.result()[band.top - base : band.bottom - base]
-    return BandResult(band.top, rows, n_scored, len(band.owned_rows) * len(cols))
+    own = slice(band.top - base, band.bottom - base)
+    return BandResult(band.top, blender.result()[own], blender.uncertainty()[own], n_scored, len(band.owned_rows) * len(cols))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,8 +379,9 @@ def finish_scene(plan: ScenePlan, model: SceneModel, options: RegionOptions, out
     """The bands stacked into the scene's map, its COG and polygons, then its manifest (last)."""
     bands = [plan.results[b.index] for b in plan.bands]
     probability = np.concatenate([b.probability for b in bands])
+    uncertainty = np.concatenate([b.uncertainty for b in bands])
     files, _ = outputs_of(out_dir, plan.scene)
-    n_regions = write_map_outputs(scene_map(probability, plan.georef, model, options.stride), files)
+    n_regions = write_map_outputs(scene_map(probability, uncertainty, plan.georef, model, options.stride), files)
     write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in bands), sum(b.n_windows for b in bands), n_regions)
 
 

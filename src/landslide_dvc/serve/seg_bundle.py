@@ -37,6 +37,7 @@ from landslide_dvc.core.inference import TTA_VIEWS, dihedral_views, view_mean
 from landslide_dvc.core.l4s_channels import L4S_CHANNEL_SETS, derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.scaling import apply_statistics
 from landslide_dvc.core.seg_bundle import UNetArchitecture
+from landslide_dvc.serve.strips import Tiles, vote_spread
 
 # The typical optical pixel of a window of the release lies within a few training standard
 # deviations of the training means (the stand-in's brightest windows: about 1); Sentinel-2 digital
@@ -150,11 +151,13 @@ class SegBundle(ManifestFields):
         return np.stack([prepared[:, :, c : c + w] for c in cols])
 
     @torch.no_grad()
-    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
-        """Per-pixel landslide probabilities (n, w, w) float32 of preprocessed windows, averaged over the TTA views."""
+    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> Tiles:
+        """Per-pixel landslide probabilities (n, w, w) float32 of preprocessed windows, averaged over the TTA views,
+        and per pixel the standard deviation of the views' probabilities (the votes)."""
         tta = self.tta
         self.network.eval()
         out = np.empty((len(inputs), *inputs.shape[-2:]), np.float32)
+        spread = np.zeros_like(out)
         for start in range(0, len(inputs), batch_size):
             x = torch.from_numpy(inputs[start : start + batch_size]).to(device, non_blocking=True)
             n = len(x)
@@ -163,8 +166,11 @@ class SegBundle(ManifestFields):
             with autocast(device):
                 logits = self.network(to_memory_format(x, device))
             prob = torch.sigmoid(logits.float())[:, 0]
-            out[start : start + n] = view_mean(undo_dihedral_views(prob, tta), tta).cpu().numpy()
-        return out
+            undone = undo_dihedral_views(prob, tta)
+            out[start : start + n] = view_mean(undone, tta).cpu().numpy()
+            if tta > 1:
+                spread[start : start + n] = vote_spread(undone.reshape(tta, n, *undone.shape[1:]).cpu().numpy(), axis=0)
+        return Tiles(out, spread)
 
     def check_scale(self, raw: np.ndarray, names: Sequence[str], source: str, *, whole: bool) -> None:
         """Refuse, in one line, raw windows (n, 14, w, w) that are not at the release's scale.

@@ -60,9 +60,32 @@ class SceneModel(Protocol):
         """The model's inputs for the windows of a raw strip (bands, w, width) starting at ``cols``."""
         ...
 
-    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
-        """Per-pixel probabilities (n, w, w) of a batch of window inputs."""
+    def predict_tiles(self, inputs: np.ndarray, device: torch.device, batch_size: int) -> Tiles:
+        """Per-pixel probabilities (n, w, w) of a batch of window inputs, and the spread of the votes behind them."""
         ...
+
+
+@dataclass
+class Tiles:
+    """Windows' per-pixel probabilities and the standard deviation of the votes (folds x TTA views) behind each."""
+
+    probability: np.ndarray  # (n, w, w) float32 (the classifier's: float64 window scores, broadcast)
+    spread: np.ndarray  # (n, w, w) float32, >= 0; exactly 0 where every vote agrees
+
+    def __len__(self) -> int:
+        return len(self.probability)
+
+    @classmethod
+    def empty(cls, window: int) -> Tiles:
+        return cls(np.empty((0, window, window), np.float32), np.empty((0, window, window), np.float32))
+
+
+def vote_spread(votes: np.ndarray, axis: int) -> np.ndarray:
+    """The standard deviation of ``votes`` along ``axis`` (float32), exactly 0 where they are all equal."""
+    votes = np.asarray(votes, np.float64)
+    spread = votes.std(axis=axis)
+    spread[np.ptp(votes, axis=axis) == 0] = 0.0
+    return spread.astype(np.float32)
 
 
 class WindowQueue:
@@ -92,7 +115,7 @@ class TileBatch:
     """Windows scored together (or none), and the windows skipped for no-data since the last batch."""
 
     where: list[tuple[int, int]]  # (row, col) of each window's top-left pixel in the scene
-    tiles: np.ndarray  # (n, w, w) per-pixel probabilities
+    tiles: Tiles
     skipped: int = 0
 
 
@@ -109,7 +132,7 @@ def scored_tiles(
     queue = WindowQueue()
 
     def score(inputs: np.ndarray, where: list[tuple[int, int]], skipped: int) -> TileBatch:
-        tiles = model.predict_tiles(inputs, device, batch_size) if where else np.empty((0, w, w), np.float32)
+        tiles = model.predict_tiles(inputs, device, batch_size) if where else Tiles.empty(w)
         return TileBatch(where, tiles, skipped)
 
     for r in window_rows:
@@ -129,4 +152,4 @@ def scored_tiles(
         yield score(inputs, where, 0)
 
 
-__all__ = ["SceneModel", "TileBatch", "WindowQueue", "scored_tiles"]
+__all__ = ["SceneModel", "TileBatch", "Tiles", "WindowQueue", "scored_tiles", "vote_spread"]

@@ -81,7 +81,11 @@ def test_the_stage_scores_a_map_of_a_hand_made_scene(tmp_path: Path) -> None:
     probability[4:10, 4:13] = 0.8  # finds the first scar, 18 extra pixels
     probability[15:18, 30:33] = 0.9  # a false alarm
     probability[36:, 36:] = np.nan  # not scored where the scene has no data
-    write_map_outputs(SceneMap(probability, GRID, 0.5, {"LANDSLIDE_THRESHOLD": "0.5"}), MapFiles(tmp_path / "map.tif", tmp_path / "map.gpkg"))
+    uncertainty = np.zeros((40, 40), np.float32)
+    uncertainty[15:18, 30:33] = 0.3  # the votes disagree on the false alarm only
+    uncertainty[36:, 36:] = np.nan
+    scene_map = SceneMap(probability, GRID, 0.5, {"LANDSLIDE_THRESHOLD": "0.5"}, uncertainty)
+    write_map_outputs(scene_map, MapFiles(tmp_path / "map.tif", tmp_path / "map.gpkg"))
     metrics = run_score_map(tmp_path / "map.tif", tmp_path / "map.gpkg", tmp_path / "scene", tmp_path / "m.json",
                             tmp_path / "fig.png", "hand-made")
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
@@ -92,7 +96,20 @@ def test_the_stage_scores_a_map_of_a_hand_made_scene(tmp_path: Path) -> None:
     assert pixel["recall"] == pytest.approx(tp / (tp + fn), abs=1e-6)
     assert pixel["iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
     assert pixel["coverage"] == 1.0 and pixel["landslide_share"] == pytest.approx(scars.sum() / (1600 - 16), abs=1e-6)
-    assert metrics["objects"] == {"recall": 0.5, "precision": 0.5, "n_true": 2, "n_pred": 2, "n_found": 1, "n_right": 1}
+    objects = metrics["objects"]
+    assert {k: objects[k] for k in ("recall", "precision", "n_true", "n_pred", "n_found", "n_right")} == {
+        "recall": 0.5, "precision": 0.5, "n_true": 2, "n_pred": 2, "n_found": 1, "n_right": 1}
+    assert objects["matched_iou"] == pytest.approx(36 / 54, abs=1e-6)  # the found scar (36 px) in its 54 px polygon
+    # 10 m pixels: both scars 3,600 m2; the found one's polygon 5,400 m2, the false alarm 900 m2
+    assert objects["by_size"] == {
+        "under_100m2": {"recall": 0.0, "precision": 0.0, "n_true": 0, "n_found": 0, "n_pred": 0, "n_right": 0},
+        "100_1000m2": {"recall": 0.0, "precision": 0.0, "n_true": 0, "n_found": 0, "n_pred": 1, "n_right": 0},
+        "over_1000m2": {"recall": 0.5, "precision": 1.0, "n_true": 2, "n_found": 1, "n_pred": 1, "n_right": 1},
+    }
+    assert metrics["uncertainty"] == {
+        "mean": pytest.approx(9 * 0.3 / (1600 - 16), abs=1e-6), "mean_where_right": 0.0,
+        "mean_where_wrong": pytest.approx(9 * 0.3 / (fp + fn), abs=1e-6), "n_wrong": fp + fn,
+    }
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -21,6 +21,7 @@ from shapely.geometry import box
 
 from landslide_dvc.cli import main
 from landslide_dvc.core.geo import read_features, write_features
+from landslide_dvc.core.mapping_rules import MappingRules
 from landslide_dvc.serve import region
 from landslide_dvc.serve.region import RegionOptions, list_scenes, predict_region, scene_bands, write_region_layer
 from landslide_dvc.serve.scene import window_offsets
@@ -99,6 +100,13 @@ class PixelModel:
 
     def __init__(self, bands: list[str]) -> None:
         self.bands = bands
+
+    @property
+    def rules(self) -> MappingRules:
+        return MappingRules(self.threshold)
+
+    def slope_band(self) -> None:
+        return None
 
     def check_scale(self, raw: np.ndarray, names: object, source: str, *, whole: bool) -> None:
         pass

@@ -21,21 +21,25 @@ from landslide_dvc.cli import main
 from landslide_dvc.core.bands import L4S_BANDS
 from landslide_dvc.core.bundle import CLASSIFIER, MANIFEST, SEGMENTATION, bundle_kind
 from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.geo import Georef, read_features
 from landslide_dvc.core.inference import dihedral_views
 from landslide_dvc.core.io import file_sha256
 from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
+from landslide_dvc.core.mapping_rules import MappingRules, tune_rules
 from landslide_dvc.core.scaling import apply_statistics, fit_statistics
-from landslide_dvc.core.segmentation import SegParams, build_unet, predict_probabilities
+from landslide_dvc.core.segmentation import SegData, SegParams, build_unet, predict_probabilities
 from landslide_dvc.formats.l4s import load_l4s_split
 from landslide_dvc.formats.synthetic_l4s import RESCALE, SynthesizeL4SParams, write_l4s_dataset
-from landslide_dvc.pipeline.export_seg import ExportSegParams, run_export_seg
+from landslide_dvc.pipeline.export_seg import ExportSegParams, RuleTuningParams, run_export_seg
 from landslide_dvc.serve.bundle import load_bundle
+from landslide_dvc.serve.maps import find_regions
 from landslide_dvc.serve.seg_bundle import SegBundle
 
 WINDOW = 32  # the tiny U-Net's patch size (depth 3: 32 px -> 4 px)
 CPU = torch.device("cpu")
 UTM = CRS.from_epsg(32633)
 TRANSFORM = from_origin(500000.0, 4100000.0, 10.0, 10.0)  # 10 m pixels
+GEOREF = Georef(UTM, TRANSFORM)
 TINY = SegParams(
     encoder="tu-test_efficientnet", encoder_depth=3, decoder_channels=[16, 8, 4], loss="dice_bce", pos_weight=5.0,
     epochs=1, batch_size=4, lr=0.003, weight_decay=0.0, flips=True, threshold=0.4, val_fold=0, n_examples=1,
@@ -252,3 +256,41 @@ def test_inputs_that_would_give_a_wrong_map_stop_predict_in_one_line(
     code, line = predict(["--bundle", str(made["bundle"]), str(scene), "--out", str(out)], capsys)
     assert code == 1 and message in line and str(scene) in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]  # no output, not even a partial one
+
+
+# ----------------------------------------------------------------------------------------------
+# Mapping rules chosen on validation patches
+
+
+def test_export_chooses_the_rules_on_validation_patches_and_predict_applies_and_overrides_them(
+    made: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    split = load_l4s_split(made["root"] / "stand_in", "TrainData", masks_required=True)
+    with h5py.File(made["root"] / "train.h5") as h5:
+        images = h5["images"][()]
+    masks = split.masks.reshape(6, 2, WINDOW, 2, WINDOW).transpose(0, 1, 3, 2, 4).reshape(-1, WINDOW, WINDOW)
+    validation = SegData(images, masks, images, masks, [f"image_{k}" for k in range(len(images))], l4s_channel_names(14), "hand-made")
+    rules = RuleTuningParams(tune=True, thresholds=[0.2, 0.4, 0.6], min_areas_m2=[0.0, 500.0], slope_quantiles=[0.0, 0.1],
+                             fill_holes_m2=0.0, pixel_size_m=10.0)
+    manifest = run_export_seg(ExportSegParams(tta=8), model_path=made["root"] / "unet.pt", train_path=made["root"] / "train.h5",
+                              out_dir=tmp_path / "bundle", rules=rules, validation=validation)
+    chosen = manifest["tuning"]["object"]
+    assert manifest["threshold"] == chosen["threshold"] and manifest["tuning"]["validation"] == "hand-made"
+    bundle = load_bundle(tmp_path / "bundle")  # the sha256s still hold after the manifest gained the rules
+    assert bundle.rules == MappingRules(chosen["threshold"], chosen["min_area_m2"], chosen["min_slope"], 0.0)
+    probability = bundle.predict_tiles(images, CPU, 4).probability
+    slope = images[:, 12] * np.float32(made["scale"][12]) + np.float32(made["center"][12])
+    assert tune_rules(probability, masks, 100.0, rules.grid(), slope)["object"] == chosen  # the validation maximum
+
+    write_scene(tmp_path / "scene.tif", scene_bands(made["raw"]))
+    args = ["--bundle", str(tmp_path / "bundle"), str(tmp_path / "scene.tif"), "--out", str(tmp_path / "m.tif")]
+    assert predict([*args, "--no-slope-rule", "--min-area", "0", "--fill-holes", "0"], capsys)[0] == 0
+    with rasterio.open(tmp_path / "m.tif") as src:
+        tags, prob = src.tags(), src.read(1)
+    assert tags["LANDSLIDE_RULES"] == f"polygons: {MappingRules(chosen['threshold']).describe()}"
+    _, columns, _ = read_features(tmp_path / "m.gpkg", ["area_m2"])
+    assert len(columns["area_m2"]) == len(find_regions(prob, chosen["threshold"], GEOREF))  # the threshold alone
+    assert predict([*args, "--min-area", "1e12"], capsys)[0] == 0  # no polygon is that large
+    assert len(read_features(tmp_path / "m.gpkg", ["area_m2"])[1]["area_m2"]) == 0
+    code, message = predict([*args, "--min-slope", "1", "--no-slope-rule"], capsys)
+    assert code != 0 and message.endswith("give --min-slope or --no-slope-rule, not both")

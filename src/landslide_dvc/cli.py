@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from landslide_dvc.core.errors import LandslideError
 
@@ -51,6 +52,14 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
         "--device", default="auto", choices=["auto", "cpu", "cuda", "cuda:auto"],
         help="as train.device; many scenes: chosen by each worker (cuda:auto: one GPU per worker)",
     )
+    rules = p.add_argument_group("mapping rules of a scene's polygons (default: the bundle's, chosen on validation data)")
+    rules.add_argument("--min-area", type=float, metavar="M2", help="minimum mapping unit: drop polygons under M2 m^2")
+    rules.add_argument(
+        "--min-slope", type=float, metavar="VALUE",
+        help="no landslide where the scene's slope band is below VALUE (bundles of scenes with a slope band: L4S)",
+    )
+    rules.add_argument("--no-slope-rule", action="store_true", help="switch the bundle's slope rule off")
+    rules.add_argument("--fill-holes", type=float, metavar="M2", help="fill holes under M2 m^2 inside a landslide")
     region = p.add_argument_group("many scenes (a region)")
     region.add_argument("--workers", type=int, help="start a local Dask cluster of this many worker processes")
     region.add_argument("--scheduler", help="use an existing Dask cluster at this address (tcp://HOST:PORT)")
@@ -71,6 +80,24 @@ def wants_region(args: argparse.Namespace) -> bool:
     return is_region_spec(args.path) or one_scene_into_folder or bool(args.workers or args.scheduler)
 
 
+def apply_rule_options(bundle: Any, args: argparse.Namespace) -> None:
+    """predict's --min-area, --min-slope, --no-slope-rule and --fill-holes over the bundle's mapping rules."""
+    for flag, value in (("--min-area", args.min_area), ("--fill-holes", args.fill_holes)):
+        if value is not None and not value >= 0:
+            raise LandslideError(f"{flag} {value} must be an area >= 0 (m^2)")
+    if args.min_slope is not None and args.no_slope_rule:
+        raise LandslideError("give --min-slope or --no-slope-rule, not both")
+    if args.min_slope is not None and "slope" not in bundle.bands:
+        raise LandslideError(
+            f"--min-slope needs a slope band, and the bundle's scenes have none ({', '.join(bundle.bands[:4])}, ...)"
+        )
+    changes = {"min_area_m2": args.min_area, "fill_holes_m2": args.fill_holes, "min_slope": args.min_slope}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if args.no_slope_rule:
+        changes["min_slope"] = None
+    bundle.override_rules(**changes)
+
+
 def predict_command(args: argparse.Namespace) -> str:
     from landslide_dvc.core.devices import select_device
     from landslide_dvc.serve.bundle import load_bundle
@@ -82,6 +109,7 @@ def predict_command(args: argparse.Namespace) -> str:
         return region_command(args)
     device = select_device(args.device, "predict --device")
     bundle = load_bundle(args.bundle).to(device)
+    apply_rule_options(bundle, args)
     return run_predict(
         bundle, args.path[0], args.out, device=device, batch_size=args.batch_size, stride=args.stride, polygons=args.polygons
     )
@@ -104,6 +132,7 @@ def region_command(args: argparse.Namespace) -> str:
     if args.workers and args.scheduler:
         raise LandslideError("give --workers (a new local cluster) or --scheduler (an existing one), not both")
     bundle = load_bundle(args.bundle)
+    apply_rule_options(bundle, args)
     options = RegionOptions(
         stride=bundle.window // 2 if args.stride is None else args.stride,
         batch_size=bundle.default_batch_size if args.batch_size is None else args.batch_size,

@@ -31,6 +31,7 @@ import torch
 
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import file_sha256
+from landslide_dvc.core.mapping_rules import MappingRules
 
 BUNDLE_FORMAT = 1
 
@@ -49,6 +50,7 @@ class ManifestFields:
     """What every kind of loaded bundle reads from its manifest (``self.manifest``)."""
 
     manifest: dict[str, Any]
+    _rule_overrides: dict[str, Any] = {}  # noqa: RUF012 - replaced, never changed in place (override_rules)
 
     @property
     def bands(self) -> list[str]:
@@ -64,6 +66,27 @@ class ManifestFields:
     def tta(self) -> int:
         """Test-time augmentation views averaged per patch or pixel."""
         return int(self.manifest["tta"])
+
+    @property
+    def rules(self) -> MappingRules:
+        """The mapping rules of a scene's polygons: the manifest's (chosen on validation data by the stage that
+        wrote it), with predict's options over them (`override_rules`); the threshold alone where it has none."""
+        record = {**self.manifest.get("mapping_rules", {}), **self._rule_overrides}
+        record.pop("slope_band", None)  # which band, not a rule
+        return MappingRules(self.threshold, **record)
+
+    def override_rules(self, **changes: Any) -> None:
+        """Predict's options over the manifest's rules (``min_area_m2``, ``min_slope``, ``fill_holes_m2``)."""
+        unknown = set(changes) - {"min_area_m2", "min_slope", "fill_holes_m2"}
+        if unknown:
+            raise ValueError(f"no mapping rule named {', '.join(sorted(unknown))}")
+        self._rule_overrides = {**self._rule_overrides, **changes}
+
+    def slope_band(self) -> str | None:
+        """The scene band the slope rule reads, where the rules have a slope limit."""
+        if self.rules.min_slope is None:
+            return None
+        return str(self.manifest.get("mapping_rules", {}).get("slope_band", "slope"))
 
 
 def package_version() -> str:

@@ -10,6 +10,14 @@ test-time augmentation views (``export_seg.tta``).
 unet.pt is read with ``torch.load(weights_only=True)``; the weights are written with safetensors,
 read back and compared with unet.pt's tensor by tensor, and loaded into a U-Net rebuilt from the
 manifest's architecture record, before the bundle is published (atomically).
+
+**Mapping rules chosen on validation data** (``seg_rules``): the bundle, as predict loads it,
+maps the validation patches that train_seg validated on (ValidData where it has masks, else the
+held-out fold ``seg.val_fold``), with its TTA views. The threshold, minimum mapping unit and slope
+limit of the best object F1 over the grid (`landslide_dvc.core.mapping_rules.tune_rules`) become the
+manifest's ``threshold`` and ``mapping_rules``, predict's defaults; the threshold of the best pixel
+F1 and both scores are recorded under ``tuning``. The slope limit is in the release's own (rescaled)
+slope units: the Landslide4Sense release does not publish the constants that would give degrees.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from landslide_dvc.core.bands import L4S_BANDS
@@ -32,11 +41,38 @@ from landslide_dvc.core.bundle import (
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.inference import TTA_VIEWS
 from landslide_dvc.core.io import atomic_path, file_sha256
+from landslide_dvc.core.mapping_rules import RuleGrid, tune_rules
 from landslide_dvc.core.params import params_section, require
 from landslide_dvc.core.seg_bundle import SEG_CHANNEL_RECIPE, SEG_PROBABILITY, SEG_WEIGHTS, UNetArchitecture
+from landslide_dvc.core.segmentation import SegData
 from landslide_dvc.pipeline.h5data import load_split
 
 UNET_META = ("encoder", "encoder_depth", "decoder_channels", "in_chans", "channels", "size", "threshold")
+
+
+@params_section
+class RuleTuningParams:
+    """`seg_rules:` section (l4s/params.yaml): the candidates of the mapping rules chosen on the validation patches."""
+
+    tune: bool  # false: threshold seg.threshold alone, no rules
+    thresholds: list[float]
+    min_areas_m2: list[float]
+    slope_quantiles: list[float]  # slope limits at these quantiles of the validation pixels' slope (0: none)
+    fill_holes_m2: float
+    pixel_size_m: float  # the patches' ground sampling distance
+
+    def validate(self) -> None:
+        require(bool(self.thresholds) and all(0 < t < 1 for t in self.thresholds),
+                f"seg_rules.thresholds={self.thresholds} must be probabilities strictly between 0 and 1")
+        require(bool(self.min_areas_m2) and all(a >= 0 for a in self.min_areas_m2),
+                f"seg_rules.min_areas_m2={self.min_areas_m2} must be areas >= 0")
+        require(bool(self.slope_quantiles) and all(0 <= q < 1 for q in self.slope_quantiles),
+                f"seg_rules.slope_quantiles={self.slope_quantiles} must lie in [0, 1)")
+        require(self.fill_holes_m2 >= 0, f"seg_rules.fill_holes_m2={self.fill_holes_m2} must be >= 0")
+        require(self.pixel_size_m > 0, f"seg_rules.pixel_size_m={self.pixel_size_m} must be > 0")
+
+    def grid(self) -> RuleGrid:
+        return RuleGrid(self.thresholds, self.min_areas_m2, self.slope_quantiles, self.fill_holes_m2)
 
 
 @params_section
@@ -79,8 +115,33 @@ def check_checkpoint_fits(model_path: Path, meta: dict[str, Any], train: Any, tr
         raise DataError(f"{model_path} was trained on {meta['size']} px patches, {train_path} holds {train.attrs['patch_size']} px; rerun `dvc repro train_seg`")
 
 
-def run_export_seg(params: ExportSegParams, *, model_path: Path, train_path: Path, out_dir: Path) -> dict[str, Any]:
-    """The stage: assemble the segmentation bundle in ``out_dir`` (atomically) and return its manifest."""
+def validation_slope(validation: SegData, manifest: dict[str, Any]) -> np.ndarray | None:
+    """The validation patches' slope channel (N, H, W) in the release's units (normalisation undone), if any."""
+    channels = list(manifest["channels"])
+    if "slope" not in channels:
+        return None
+    k = channels.index("slope")
+    normalization = manifest["normalization"]
+    return validation.val_images[:, k] * np.float32(normalization["scale"][k]) + np.float32(normalization["center"][k])
+
+
+def tune_bundle_rules(bundle_dir: Path, manifest: dict[str, Any], validation: SegData, params: RuleTuningParams) -> dict[str, Any]:
+    """The rules of the best object F1 on the validation patches, mapped by the bundle as predict loads it."""
+    from landslide_dvc.serve.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    probability = bundle.predict_tiles(validation.val_images, torch.device("cpu"), bundle.default_batch_size).probability
+    result = tune_rules(probability, validation.val_masks, params.pixel_size_m**2, params.grid(), validation_slope(validation, manifest))
+    return {"validation": validation.validation, "val_images": len(validation.val_images), **result}
+
+
+def run_export_seg(
+    params: ExportSegParams, *, model_path: Path, train_path: Path, out_dir: Path,
+    rules: RuleTuningParams | None = None, validation: SegData | None = None,
+) -> dict[str, Any]:
+    """The stage: assemble the segmentation bundle in ``out_dir`` (atomically) and return its manifest.
+
+    ``rules`` and ``validation``: the rules' candidates and the patches they are chosen on (no rules without them)."""
     checkpoint = load_unet_checkpoint(model_path)
     meta, state_dict = checkpoint["meta"], checkpoint["state_dict"]
     train = load_split(train_path, with_images=False)
@@ -119,4 +180,16 @@ def run_export_seg(params: ExportSegParams, *, model_path: Path, train_path: Pat
             "files": {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if rules is not None and rules.tune:
+            if validation is None:
+                raise DataError("seg_rules.tune needs the validation patches (data/normalized/test.h5 with masks)")
+            tuning = tune_bundle_rules(tmp, manifest, validation, rules)
+            chosen = tuning["object"]
+            manifest["threshold"] = chosen["threshold"]
+            manifest["mapping_rules"] = {
+                "min_area_m2": chosen["min_area_m2"], "min_slope": chosen["min_slope"],
+                "fill_holes_m2": chosen["fill_holes_m2"], "slope_band": "slope",
+            }
+            manifest["tuning"] = tuning
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

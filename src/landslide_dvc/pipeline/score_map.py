@@ -11,6 +11,9 @@
   predicted ones for precision), each with its counts. ``matched_iou``: for each found landslide,
   the IoU of its outline with the union of the predicted polygons that overlap it (1 when the
   boundary is traced exactly), averaged over the found landslides.
+- **Before the rules**: ``untuned`` scores the same probability map at the fixed threshold
+  ``FIXED_THRESHOLD`` (0.5) with no mapping rules, as the maps were before the bundle's rules
+  (chosen on validation data), so the rules' effect is read off one file.
 - **Uncertainty** (band 2 of the map, where present): its mean over the valid pixels, and over the
   pixels the map gets right and wrong at its threshold (a useful uncertainty is higher where the
   map is wrong).
@@ -35,6 +38,7 @@ from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.formats.scene import SCENE_FILE, Truth, read_truth
 
 THRESHOLD_TAG = "LANDSLIDE_THRESHOLD"
+FIXED_THRESHOLD = 0.5  # the untuned default the rules are compared with
 SIZE_CLASSES_M2 = ((0.0, 100.0), (100.0, 1000.0), (1000.0, float("inf")))  # < 100, 100-1,000, > 1,000 m2
 
 
@@ -132,6 +136,18 @@ def uncertainty_scores(uncertainty: np.ndarray, probability: np.ndarray, truth: 
         "mean_where_right": round(float(values[~wrong].mean()), 6) if (~wrong).any() else 0.0,
         "mean_where_wrong": round(float(values[wrong].mean()), 6) if wrong.any() else 0.0,
         "n_wrong": int(wrong.sum()),
+    }
+
+
+def untuned_scores(probability: np.ndarray, georef: Georef, truth: Truth) -> dict[str, Any]:
+    """Pixel and object scores at ``FIXED_THRESHOLD`` without mapping rules: the map before its rules."""
+    from landslide_dvc.serve.maps import find_regions
+
+    polygons = find_regions(probability, FIXED_THRESHOLD, georef).geometries
+    objects = object_scores(truth.polygons, polygons)
+    return {
+        "threshold": FIXED_THRESHOLD, "pixel": pixel_scores(probability, truth, FIXED_THRESHOLD),
+        "objects": {k: objects[k] for k in ("recall", "precision", "n_true", "n_pred", "n_found", "n_right")},
     }
 
 
@@ -251,6 +267,7 @@ def run_score_map(
         "threshold": threshold,
         "pixel": pixel_scores(probability, truth, threshold),
         "objects": object_scores(truth.polygons, predicted),
+        "untuned": untuned_scores(probability, georef, truth),
         **({"uncertainty": uncertainty_scores(uncertainty, probability, truth, threshold)} if uncertainty is not None else {}),
         "scene": {"height_px": int(probability.shape[0]), "width_px": int(probability.shape[1]),
                   "valid_km2": round(float(truth.valid.sum() * abs(georef.transform.a * georef.transform.e)) / 1e6, 4)},

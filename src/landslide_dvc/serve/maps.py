@@ -5,7 +5,9 @@
   (at least one level), nodata NaN (pixels no scored window covers, the scene's own no-data
   among them), the scene's CRS and transform. Band 1 is the landslide probability; band 2 its
   uncertainty, the standard deviation of the votes behind each pixel (`landslide_dvc.serve.blend`).
-- **Polygons**: the connected regions (4-connectivity) of pixels at or above the threshold,
+- **Polygons**: the connected regions (4-connectivity) of pixels at or above the threshold (under
+  the bundle's mapping rules, where it has them: slope limit, hole filling, minimum mapping unit;
+  `landslide_dvc.core.mapping_rules`),
   traced along pixel edges (`rasterio.features.shapes`), with ``area_m2`` (pixel count x pixel
   area; on a geographic CRS each pixel's area on a sphere of radius 6,371,008.8 m), ``mean_prob``,
   ``max_prob`` and ``mean_uncertainty`` (the mean of band 2 over the polygon's pixels). A `.gpkg` (layer ``landslides``) keeps the scene's CRS; a `.geojson` is
@@ -32,11 +34,13 @@ from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.geo import (
     Georef,
     label_regions,
+    pixel_areas_m2,
     region_areas_m2,
     region_polygons,
     write_features,
 )
 from landslide_dvc.core.io import atomic_paths
+from landslide_dvc.core.mapping_rules import MappingRules, landslide_mask
 
 POLYGON_SUFFIXES = (".gpkg", ".geojson")
 COG_BLOCK = 256
@@ -95,9 +99,15 @@ def write_cog(
         )
 
 
-def find_regions(probability: np.ndarray, threshold: float, georef: Georef, uncertainty: np.ndarray | None = None) -> Regions:
-    """The polygons of the regions at or above ``threshold``, with area, mean and max probability, mean uncertainty."""
-    labels, count = label_regions(np.nan_to_num(probability, nan=-np.inf) >= threshold)
+def find_regions(
+    probability: np.ndarray, threshold: float, georef: Georef, uncertainty: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> Regions:
+    """The polygons of the regions at or above ``threshold`` (or of ``mask``, the mapping rules' landslide
+    pixels), with area, mean and max probability, mean uncertainty."""
+    if mask is None:
+        mask = np.nan_to_num(probability, nan=-np.inf) >= threshold
+    labels, count = label_regions(mask)
     rows, cols = np.nonzero(labels)
     ids = labels[rows, cols]
     values = probability[rows, cols].astype(np.float64)
@@ -169,9 +179,20 @@ class SceneMap:
     threshold: float
     tags: dict[str, str]
     uncertainty: np.ndarray | None = None  # (H, W) float32, band 2 of the COG
+    rules: MappingRules | None = None  # the mapping rules of the polygons (None: the threshold alone)
+    slope: np.ndarray | None = None  # (H, W): the scene's slope band, where the rules have a slope limit
+
+    def __post_init__(self) -> None:
+        if self.rules is not None and self.rules.threshold != self.threshold:
+            raise ValueError(f"the rules' threshold {self.rules.threshold} is not the map's {self.threshold}")
 
     def regions(self) -> Regions:
-        return find_regions(self.probability, self.threshold, self.georef, self.uncertainty)
+        if self.rules is None:
+            return find_regions(self.probability, self.threshold, self.georef, self.uncertainty)
+        height, width = self.probability.shape
+        pixel_area = float(pixel_areas_m2(np.array([height // 2]), np.array([width // 2]), self.georef)[0])
+        mask = landslide_mask(self.probability, self.rules, pixel_area, self.slope)
+        return find_regions(self.probability, self.threshold, self.georef, self.uncertainty, mask)
 
 
 def _write_cog_output(path: Path, scene_map: SceneMap, regions: Regions) -> None:

@@ -53,7 +53,7 @@ from landslide_dvc.core.submission import submission_rows, write_submission
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import Bundle
 from landslide_dvc.serve.maps import Georef, MapFiles, SceneMap, write_map_outputs
-from landslide_dvc.serve.scene import Dataset, open_scene, window_offsets
+from landslide_dvc.serve.scene import Dataset, open_scene, read_band, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle
 from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
@@ -199,12 +199,23 @@ def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
         "LANDSLIDE_THRESHOLD": repr(model.threshold),
         "LANDSLIDE_BLEND": f"Hann window weights at pixel centres, floor {floor:g}, stride {stride} px, window {model.window} px",
         "LANDSLIDE_UNCERTAINTY": UNCERTAINTY_TAG.format(votes=VOTES[model.kind].format(tta=model.tta)),
+        "LANDSLIDE_RULES": f"polygons: {model.rules.describe()}",
     }
 
 
-def scene_map(probability: np.ndarray, uncertainty: np.ndarray, georef: Georef, model: SceneModel, stride: int) -> SceneMap:
-    """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike."""
-    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR), uncertainty)
+def scene_map(
+    probability: np.ndarray, uncertainty: np.ndarray, georef: Georef, model: SceneModel, stride: int,
+    slope: np.ndarray | None = None,
+) -> SceneMap:
+    """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike;
+    ``slope``: the scene's slope band, where the model's rules have a slope limit."""
+    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR), uncertainty, model.rules, slope)
+
+
+def scene_slope(src: Dataset, model: SceneModel) -> np.ndarray | None:
+    """The slope band the model's slope rule reads (None without one)."""
+    name = model.slope_band()
+    return None if name is None else read_band(src, model.bands, name)
 
 
 def check_scene_outputs(scene: Path, files: MapFiles, stride: int) -> None:
@@ -226,10 +237,11 @@ def predict_scene(
     with open_scene(scene, bundle.bands, bundle.window, kind=bundle.kind) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
         georef = Georef(src.crs, src.transform)
-        n_regions = write_map_outputs(scene_map(result.probability, result.uncertainty, georef, bundle, stride), files)
+        slope = scene_slope(src, bundle)
+        n_regions = write_map_outputs(scene_map(result.probability, result.uncertainty, georef, bundle, stride, slope), files)
     return (
         f"{result.n_scored} of {result.n_windows} windows scored (the rest touch no-data), "
-        f"{n_regions} regions at or above {bundle.threshold:.3f} -> {out}, {polygons}"
+        f"{n_regions} regions ({bundle.rules.describe()}) -> {out}, {polygons}"
     )
 
 

@@ -46,7 +46,7 @@ from landslide_dvc.core.runtime import use_threads
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import load_bundle
 from landslide_dvc.serve.maps import MapFiles, staged_outputs, write_map_outputs
-from landslide_dvc.serve.predict import SCENE_SUFFIXES, scene_map
+from landslide_dvc.serve.predict import SCENE_SUFFIXES, scene_map, scene_slope
 from landslide_dvc.serve.scene import open_scene, window_offsets
 from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
@@ -225,6 +225,7 @@ def scene_key(scene: Path, bundle_sha256: str, model: SceneModel, options: Regio
         "window": model.window,
         "tta": model.tta,
         "threshold": model.threshold,
+        "rules": model.rules.record(),
         "blend_floor": TAPER_FLOOR,
         "options": asdict(options),
     }
@@ -381,7 +382,11 @@ def finish_scene(plan: ScenePlan, model: SceneModel, options: RegionOptions, out
     probability = np.concatenate([b.probability for b in bands])
     uncertainty = np.concatenate([b.uncertainty for b in bands])
     files, _ = outputs_of(out_dir, plan.scene)
-    n_regions = write_map_outputs(scene_map(probability, uncertainty, plan.georef, model, options.stride), files)
+    slope = None
+    if model.slope_band() is not None:
+        with open_scene(plan.scene, model.bands, model.window, kind=model.kind) as src:
+            slope = scene_slope(src, model)
+    n_regions = write_map_outputs(scene_map(probability, uncertainty, plan.georef, model, options.stride, slope), files)
     write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in bands), sum(b.n_windows for b in bands), n_regions)
 
 

@@ -129,6 +129,14 @@ def read_strip(src: Dataset, row: int, window: int) -> Strip:
     return Strip(row, raw, invalid)
 
 
+def read_band(src: Dataset, bands: Sequence[str], name: str) -> np.ndarray:
+    """The whole band ``name`` (H, W) float32 of a scene with the bundle's ``bands``, NaN where it has no data."""
+    index = list(bands).index(name) + 1
+    values = src.read(index, out_dtype="float32")
+    values[src.read_masks(index) == 0] = np.nan
+    return values
+
+
 def strip_windows(src: Dataset, row: int, cols: list[int], window: int) -> tuple[np.ndarray, list[int]]:
     """The fully valid windows (n, bands, window, window) of the strip starting at ``row``, and their columns."""
     strip = read_strip(src, row, window)

@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from landslide_dvc.core.mapping_rules import MappingRules
 from landslide_dvc.serve.scene import Dataset, read_strip
 
 
@@ -50,6 +51,15 @@ class SceneModel(Protocol):
     @property
     def threshold(self) -> float:
         """Probability at or above which a pixel is a landslide."""
+        ...
+
+    @property
+    def rules(self) -> MappingRules:
+        """The mapping rules of the scene's polygons (threshold, slope limit, holes, minimum mapping unit)."""
+        ...
+
+    def slope_band(self) -> str | None:
+        """The scene band the slope rule reads (None: no slope rule)."""
         ...
 
     def check_scale(self, raw: np.ndarray, names: Sequence[str], source: str, *, whole: bool) -> None:

@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from landslide_dvc.core.errors import DataError
-from landslide_dvc.core.io import atomic_path
+from landslide_dvc.core.io import atomic_path, ensure_output_folder
 from landslide_dvc.core.patches import (
     SAMPLE_SUBMISSION_CSV,
     SUBMISSION_COLUMNS,
@@ -49,6 +49,7 @@ from landslide_dvc.core.patches import (
     load_patch,
     read_table,
 )
+from landslide_dvc.core.raster import DeclaredScaling
 from landslide_dvc.core.submission import submission_rows, write_submission
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import Bundle
@@ -186,18 +187,24 @@ def score_scene(
     return SceneResult(blender.result(), n_scored, len(rows) * len(cols))
 
 
-def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
-    return {
+def map_tags(model: SceneModel, stride: int, floor: float, scaling: DeclaredScaling | None = None) -> dict[str, str]:
+    tags = {
         "LANDSLIDE_BUNDLE_KIND": model.kind,
         "LANDSLIDE_TTA_VIEWS": str(model.tta),
         "LANDSLIDE_THRESHOLD": repr(model.threshold),
         "LANDSLIDE_BLEND": f"Hann window weights at pixel centres, floor {floor:g}, stride {stride} px, window {model.window} px",
     }
+    if scaling is not None and not scaling.is_identity:  # a scene that declares none keeps today's bytes
+        tags["LANDSLIDE_DECLARED_SCALING"] = f"applied before the bundle's scaling (value = raw x scale + offset): {scaling.describe()}"
+    return tags
 
 
-def scene_map(probability: np.ndarray, georef: Georef, model: SceneModel, stride: int) -> SceneMap:
-    """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike."""
-    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR))
+def scene_map(
+    probability: np.ndarray, georef: Georef, model: SceneModel, stride: int, scaling: DeclaredScaling | None = None
+) -> SceneMap:
+    """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike;
+    ``scaling``: the scene's declared band scales and offsets, applied as it was read (named in the tags)."""
+    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR, scaling))
 
 
 def check_scene_outputs(scene: Path, files: MapFiles, stride: int) -> None:
@@ -218,7 +225,8 @@ def predict_scene(
     check_scene_outputs(scene, files, stride)
     with open_scene(scene, bundle.bands, bundle.window, kind=bundle.kind) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
-        n_regions = write_map_outputs(scene_map(result.probability, Georef(src.crs, src.transform), bundle, stride), files)
+        georef, scaling = Georef(src.crs, src.transform), DeclaredScaling.of(src)
+        n_regions = write_map_outputs(scene_map(result.probability, georef, bundle, stride, scaling), files)
     return (
         f"{result.n_scored} of {result.n_windows} windows scored (the rest touch no-data), "
         f"{n_regions} regions at or above {bundle.threshold:.3f} -> {out}, {polygons}"
@@ -237,6 +245,13 @@ def run_predict(
     """
     batch_size = bundle.default_batch_size if batch_size is None else batch_size
     stride = bundle.window // 2 if stride is None else stride
+    polygons = polygons or out.with_suffix(".gpkg")
+    if not path.exists():
+        raise DataError(f"{path} not found; give a folder of .npy patches, a Zindi-layout folder or a GeoTIFF")
+    for flag, target in (("--out", out), ("--polygons", polygons)):
+        if target.is_dir():
+            raise DataError(f"{flag} {target} is a folder; give a file path (a folder is for many scenes)")
+        ensure_output_folder(target.parent, flag)  # before any work: the outputs can be written
     if path.is_dir():
         if isinstance(bundle, SegBundle):
             raise DataError(
@@ -247,7 +262,5 @@ def run_predict(
             return predict_zindi(bundle, path, out, device, batch_size)
         return predict_patch_folder(bundle, path, out, device, batch_size)
     if path.is_file() and path.suffix.lower() in SCENE_SUFFIXES:
-        return predict_scene(bundle, path, out, polygons or out.with_suffix(".gpkg"), stride, device, batch_size)
-    if not path.exists():
-        raise DataError(f"{path} not found; give a folder of .npy patches, a Zindi-layout folder or a GeoTIFF")
+        return predict_scene(bundle, path, out, polygons, stride, device, batch_size)
     raise DataError(f"{path} is neither a folder nor a .tif/.tiff scene; give a folder of .npy patches, a Zindi folder or a GeoTIFF")

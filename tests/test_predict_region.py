@@ -455,8 +455,11 @@ def test_a_rerun_into_the_folder_of_tiff_scenes_resumes(scenes: Path, tmp_path: 
     assert main(["predict", str(folder), "--out", str(folder), *PREDICT]) == 0
     assert "1 scenes mapped, 0 already done, 0 failed" in capsys.readouterr().out
     stamp = (folder / "u.tif").stat().st_mtime_ns
-    for spec in (str(folder), f"{folder}/*.tif*"):  # the map u.tif written by the first run is no scene
-        assert main(["predict", spec, "--out", str(folder), *PREDICT]) == 0
+    listing = folder / "tiles.txt"
+    listing.write_text("u.tiff\nu.tif\n")
+    # the map u.tif written by the first run is no scene: in the folder, a glob, the shell's expansion, a list
+    for spec in ([str(folder)], [f"{folder}/*.tif*"], [str(folder / "u.tif"), str(folder / "u.tiff")], [str(listing)]):
+        assert main(["predict", *spec, "--out", str(folder), *PREDICT]) == 0
         assert "0 scenes mapped, 1 already done, 0 failed" in capsys.readouterr().out
     assert (folder / "u.tif").stat().st_mtime_ns == stamp
 

@@ -46,7 +46,11 @@ def remove_stale_partials(target: str | os.PathLike[str]) -> None:
 
 
 def current_umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
+    """The process's umask: from /proc on Linux (no window where another thread sees a changed mask),
+    else by setting it and putting it back."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -175,7 +179,7 @@ def on_output_side(exc: OSError, targets: list[Path]) -> bool:
         return True
     folders = {t.parent.resolve() for t in targets}
     for name in (exc.filename, exc.filename2):
-        if name is None or exc.errno == errno.ENOENT:
+        if not isinstance(name, (str, bytes, os.PathLike)) or exc.errno == errno.ENOENT:
             continue
         where = Path(os.fsdecode(name)).resolve()
         if any(folder == where or folder in where.parents for folder in folders):

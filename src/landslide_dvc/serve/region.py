@@ -137,17 +137,18 @@ def list_scenes(paths: Sequence[Path], out_dir: Path | None = None) -> list[Path
     scenes: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SCENE_SUFFIXES)
-            scenes += [p for p in found if not is_earlier_map(p, out_dir)]
+            scenes += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SCENE_SUFFIXES)
         elif path.is_file() and path.suffix.lower() == ".txt":
             scenes += read_scene_list(path)
         elif GLOB_CHARACTERS & set(str(path)) and not path.exists():
             found = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             if not found:
                 raise DataError(f"the pattern {path} matches no file; quote it and check the folder")
-            scenes += [p for p in found if not is_earlier_map(p, out_dir)]
+            scenes += found
         else:
             scenes.append(path)
+    # however they were named (a folder, a glob, a list, a glob the shell expanded), an earlier run's maps are no scenes
+    scenes = [p for p in scenes if not is_earlier_map(p, out_dir)]
     if not scenes:
         raise DataError(f"{', '.join(map(str, paths))} names no .tif/.tiff scene; give a folder of scenes, a glob or a list")
     stems: dict[str, Path] = {}

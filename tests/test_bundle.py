@@ -114,6 +114,15 @@ def test_manifest_records_preprocessing_and_hashes(micro: Path) -> None:
     assert not any(f.endswith((".pt", ".pkl", ".pickle", ".joblib")) for f in files)
 
 
+def test_the_bundle_is_readable_by_other_accounts(micro: Path) -> None:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    bundle = micro / "models" / "bundle"
+    modes = {str(p.relative_to(bundle)): p.stat().st_mode & 0o777 for p in [bundle, *bundle.rglob("*")]}
+    assert any(name.startswith("folds/") and name.endswith(".safetensors") for name in modes)
+    assert modes == {name: (0o777 if (bundle / name).is_dir() else 0o666) & ~mask for name in modes}
+
+
 @pytest.mark.parametrize("head", ["svm", "lgbm"])
 def test_bundle_heads_give_fit_heads_scores_on_the_same_embeddings(micro: Path, head: str, tmp_path: Path) -> None:
     from landslide_dvc.core.params import read_section

@@ -306,3 +306,221 @@ def test_dask_distributed_is_a_locked_dependency() -> None:
     assert any(d.replace(" ", "").startswith("dask[distributed]") for d in dependencies)
     lock = (ROOT / "requirements.lock").read_text()
     assert re.search(r"^dask==\S+", lock, re.M) and re.search(r"^distributed==\S+", lock, re.M)
+
+
+# ----------------------------------------------------------------------------------------------
+# A run never destroys what the user had; output errors in one line (issue 30)
+
+PREDICT = ["--batch-size", "16", "--strip-rows", str(STRIP_ROWS), "--device", "cpu"]
+
+
+def read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``folder`` read-only; as root (who writes anyway) also refuse Python's creations in it."""
+    folder.chmod(0o555)
+    if os.geteuid() != 0:
+        return
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def inside(path) -> bool:  # noqa: ANN001
+        return Path(os.fsdecode(path)).resolve().parent == folder.resolve()
+
+    def refusing_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def refusing_mkdir(path, *args, **kwargs):  # noqa: ANN001, ANN202
+        if inside(path):
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    monkeypatch.setattr(os, "mkdir", refusing_mkdir)
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("landslide-dvc predict:")]
+
+
+def write_inventory(path: Path, layer: str = "inventory") -> bytes:
+    """The user's own GeoPackage: an inventory in a layer of its own, with its own columns."""
+    write_features(path, [box(500000, 3000000, 500100, 3000100)], {"year": np.array([2015.0])}, CRS.from_epsg(32645), layer=layer)
+    return path.read_bytes()
+
+
+def test_a_users_landslides_gpkg_is_never_replaced(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for layer in ("inventory", "landslides"):  # another layer, or the region's layer name with other columns
+        out = tmp_path / f"out_{layer}"
+        out.mkdir()
+        before = write_inventory(out / "landslides.gpkg", layer)
+        assert main(["predict", str(scenes), "--out", str(out), *PREDICT]) == 1
+        err = capsys.readouterr().err
+        assert f"{out / 'landslides.gpkg'} exists and is not a region layer written by predict" in error_lines(err)[-1]
+        assert "Traceback" not in err and (out / "landslides.gpkg").read_bytes() == before
+        assert sorted(p.name for p in out.iterdir()) == ["landslides.gpkg"]  # refused before any work
+    # --out set to the scenes' own folder: every scene is refused, and the user's file stays as it was
+    own = tmp_path / "own"
+    crop_scenes(own)
+    before = write_inventory(own / "landslides.gpkg")
+    assert main(["predict", str(own), "--out", str(own), *PREDICT]) == 1
+    assert (own / "landslides.gpkg").read_bytes() == before
+    (own / "landslides.gpkg").unlink()
+    assert main(["predict", str(own), "--out", str(own), *PREDICT]) == 1
+    assert "no scene mapped, so no region layer written" in capsys.readouterr().err
+    assert not (own / "landslides.gpkg").exists()  # nothing mapped: no layer at all
+    # a scene's output path holding a file of the user's: that scene is refused, the file is kept
+    out = tmp_path / "mixed"
+    out.mkdir()
+    before = write_inventory(out / "north.gpkg")
+    assert main(["predict", str(scenes), "--out", str(out), *PREDICT]) == 1
+    assert f"{out / 'north.gpkg'} exists and was not written by predict" in capsys.readouterr().err
+    assert (out / "north.gpkg").read_bytes() == before and not (out / "north.tif").exists() and (out / "east.tif").is_file()
+    # the region layer of an earlier run is predict's own: a rerun replaces it
+    assert main(["predict", str(scenes), "--out", str(tmp_path / "again"), *PREDICT]) == 0
+    assert main(["predict", str(scenes), "--out", str(tmp_path / "again"), *PREDICT]) == 0
+    assert "0 scenes mapped, 3 already done, 0 failed; " in capsys.readouterr().out
+
+
+def test_a_scene_named_like_the_region_layer_is_refused_up_front(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    (folder / "landslides.tif").write_bytes((scenes / "north.tif").read_bytes())
+    (folder / "east.tif").write_bytes((scenes / "east.tif").read_bytes())
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--out", str(out), *PREDICT]) == 1
+    err = capsys.readouterr().err
+    assert error_lines(err) == [
+        f"landslide-dvc predict: error: {folder / 'landslides.tif'} would write its polygons to {out / 'landslides.gpkg'}, "
+        "the region layer's name; rename the scene (the name landslides is the region's)"
+    ]
+    assert not any(out.iterdir())  # nothing scored, nothing written
+
+
+def test_a_scene_list_saved_by_a_windows_editor(scenes: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "lists" / "tiles.txt"
+    listing.parent.mkdir()
+    relative = os.path.relpath(scenes, listing.parent)
+    text = f"# tiles of the region\r\n\r\n{relative}/north.tif\r\n   {scenes / 'east.tif'}  \r\n# {relative}/south.tif is cloudy\r\n"
+    listing.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert [p.resolve() for p in list_scenes([listing])] == [scenes / "north.tif", scenes / "east.tif"]
+    listing.write_bytes("\ufeffnorth.tif\r\n".encode("utf-16"))  # Notepad's "Unicode"
+    with pytest.raises(region.DataError, match=rf"{re.escape(str(listing))} line 1: .*north.tif not found; fix the line"):
+        list_scenes([listing])  # decoded, then resolved against the list's folder, where there is no north.tif
+    listing.write_bytes(b"\xff\x00 not text\n")
+    with pytest.raises(region.DataError, match="is not UTF-8 text"):
+        list_scenes([listing])
+
+
+def test_output_folders_that_cannot_be_written_are_one_line_errors_before_any_work(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from landslide_dvc.serve import predict as single
+
+    scored: list[str] = []
+    monkeypatch.setattr(region, "score_band", lambda scene, *args: scored.append(scene))
+    monkeypatch.setattr(single, "score_scene", lambda *args, **kwargs: scored.append("scene"))
+    a_file = tmp_path / "results"
+    a_file.write_text("the user's notes\n")
+    read_only_folder = tmp_path / "read_only"
+    read_only_folder.mkdir()
+    cases = [
+        ([str(scenes), "--out", str(a_file)], f"{a_file} is a file, not a folder, so --out cannot be written there"),
+        ([str(scenes), "--out", str(a_file / "region")], f"cannot create the folder {a_file / 'region'}: {a_file} is a file"),
+        ([str(scenes / "north.tif"), "--out", str(a_file / "map.tif")], f"{a_file} is a file, not a folder, so --out cannot"),
+        ([str(scenes), "--out", str(read_only_folder)], f"the folder {read_only_folder} is not writable"),
+        ([str(scenes / "north.tif"), "--out", str(read_only_folder / "north.tif")], f"the folder {read_only_folder} is not writable"),
+    ]
+    read_only(read_only_folder, monkeypatch)
+    try:
+        for argv, message in cases:
+            assert main(["predict", *argv, *PREDICT]) == 1, argv
+            err = capsys.readouterr().err
+            assert len(error_lines(err)) == 1 and message in error_lines(err)[0] and "Traceback" not in err, err
+    finally:
+        read_only_folder.chmod(0o755)
+    assert not scored and a_file.read_text() == "the user's notes\n" and not any(read_only_folder.iterdir())
+
+
+def test_the_per_scene_summary_is_kept_when_the_region_layer_cannot_be_written(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    out = tmp_path / "out"
+
+    def full_disk(out_dir: Path, finished: list[Path]) -> int:
+        raise OSError(errno.EACCES, "Permission denied", str(out_dir / "landslides.gpkg"))
+
+    monkeypatch.setattr(region, "write_region_layer", full_disk)
+    assert main(["predict", str(scenes), "--out", str(out), *PREDICT]) == 1
+    err = capsys.readouterr().err
+    assert error_lines(err)[-1].startswith("landslide-dvc predict: error: 3 scenes mapped, 0 already done, 0 failed; the region layer was not written: ")
+    assert "Traceback" not in err and all((out / f"{name}.json").is_file() for name in CROPS)
+
+
+def test_a_rerun_into_the_folder_of_tiff_scenes_resumes(scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "tiffs"
+    folder.mkdir()
+    (folder / "u.tiff").write_bytes((scenes / "north.tif").read_bytes())
+    assert main(["predict", str(folder), "--out", str(folder), *PREDICT]) == 0
+    assert "1 scenes mapped, 0 already done, 0 failed" in capsys.readouterr().out
+    stamp = (folder / "u.tif").stat().st_mtime_ns
+    listing = folder / "tiles.txt"
+    listing.write_text("u.tiff\nu.tif\n")
+    # the map u.tif written by the first run is no scene: in the folder, a glob, the shell's expansion, a list
+    for spec in ([str(folder)], [f"{folder}/*.tif*"], [str(folder / "u.tif"), str(folder / "u.tiff")], [str(listing)]):
+        assert main(["predict", *spec, "--out", str(folder), *PREDICT]) == 0
+        assert "0 scenes mapped, 1 already done, 0 failed" in capsys.readouterr().out
+    assert (folder / "u.tif").stat().st_mtime_ns == stamp
+
+
+def write_declared(source: Path, target: Path) -> list[tuple[float, float]]:
+    """``source`` stored as (value - offset) / scale, with scale 0.5 on every band and offset -1000 on the
+    optical (whole DN) bands, as Sentinel-2 L2A's baseline 04.00 declares it: exact in float32."""
+    with rasterio.open(source) as src:
+        values, profile = src.read(), src.profile
+    whole = [bool(np.all(np.nan_to_num(band) == np.round(np.nan_to_num(band)))) for band in values]
+    declared = [(0.5, -1000.0 if is_whole else 0.0) for is_whole in whole]
+    scales = np.array([s for s, _ in declared], np.float32)[:, None, None]
+    offsets = np.array([o for _, o in declared], np.float32)[:, None, None]
+    with rasterio.open(target, "w", **profile) as dst:
+        dst.write((values - offsets) / scales)
+        dst.scales = [s for s, _ in declared]
+        dst.offsets = [o for _, o in declared]
+    return declared
+
+
+def test_declared_band_scale_and_offset_are_applied_before_the_bundles_scaling(scenes: Path, reference: Path, tmp_path: Path) -> None:
+    import torch
+
+    declared = tmp_path / "declared"
+    declared.mkdir()
+    assert write_declared(scenes / "north.tif", declared / "north.tif")[:5] == [(0.5, -1000.0)] * 4 + [(0.5, 0.0)]
+    with rasterio.open(declared / "north.tif") as src, rasterio.open(scenes / "north.tif") as plain:
+        assert src.scales[0] == 0.5 and src.offsets[0] == -1000.0
+        assert src.read(1)[0, 0] == (plain.read(1)[0, 0] + 1000) * 2  # DN + 1000, x 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(OPTIONS.threads)
+    try:  # the single-scene path
+        assert main(["predict", str(declared / "north.tif"), "--out", str(tmp_path / "single.tif"), "--batch-size", "16", "--device", "cpu"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    summary = predict_region([declared], tmp_path / "region", BUNDLE, OPTIONS, strip_rows=STRIP_ROWS)  # and a region's
+    assert len(summary.done) == 1
+    with rasterio.open(reference / "north.tif") as plain:
+        expected = plain.read(1)
+        assert "LANDSLIDE_DECLARED_SCALING" not in plain.tags()  # nothing declared: today's tags and bytes
+    for cog in (tmp_path / "single.tif", tmp_path / "region" / "north.tif"):
+        with rasterio.open(cog) as mapped:
+            assert np.array_equal(mapped.read(1), expected, equal_nan=True)
+            tag = mapped.tags()["LANDSLIDE_DECLARED_SCALING"]
+            assert "band 1: x 0.5 + -1000; " in tag and tag.endswith("band 12: x 0.5 + 0")
+    assert (tmp_path / "single.gpkg").read_bytes() == (reference / "north.gpkg").read_bytes()
+    assert (tmp_path / "region" / "north.gpkg").read_bytes() == (reference / "north.gpkg").read_bytes()
+
+
+def test_a_maps_files_get_the_umask_mode(reference: Path) -> None:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in reference.iterdir()}
+    assert modes and all(mode == 0o666 & ~mask for mode in modes.values()), modes

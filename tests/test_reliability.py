@@ -217,6 +217,48 @@ def test_atomic_paths_publish_all_or_nothing(tmp_path: Path) -> None:
     assert files_under(tmp_path) == ["a.txt", "sub/b.txt"]  # and the stale partial was swept
 
 
+def umask_modes() -> tuple[int, int]:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask, 0o777 & ~mask
+
+
+def test_atomic_outputs_get_the_umask_mode_whatever_their_writer_made(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    file_mode, folder_mode = umask_modes()
+    with atomic_paths(tmp_path / "bundle", directories=True) as (staged,):
+        (staged / "folds").mkdir(mode=0o700)
+        save_file({"w": torch.zeros(2)}, str(staged / "folds" / "fold_0.safetensors"))  # safetensors writes 0600
+        (staged / "manifest.json").write_text("{}")
+    with atomic_paths(tmp_path / "weights.safetensors") as (staged,):
+        save_file({"w": torch.zeros(2)}, str(staged))
+    modes = {str(p.relative_to(tmp_path)): p.stat().st_mode & 0o777 for p in [tmp_path / "bundle", *tmp_path.rglob("*")]}
+    assert modes == {
+        "bundle": folder_mode, "bundle/folds": folder_mode, "bundle/folds/fold_0.safetensors": file_mode,
+        "bundle/manifest.json": file_mode, "weights.safetensors": file_mode,
+    }
+
+
+def test_output_os_errors_are_one_line_naming_the_path(tmp_path: Path) -> None:
+    parent_is_a_file = tmp_path / "notes"
+    parent_is_a_file.write_text("the user's\n")
+    with pytest.raises(LandslideError, match=rf"cannot write {re.escape(str(parent_is_a_file / 'out.csv'))}: "):
+        with atomic_paths(parent_is_a_file / "out.csv") as (staged,):
+            staged.write_text("never")
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    with pytest.raises(LandslideError, match=r"cannot write .*out\.csv: Permission denied .*make its folder writable"):
+        with atomic_paths(tmp_path / "out.csv") as (staged,):
+            refused(staged)
+    with pytest.raises(FileNotFoundError):  # an input's problem inside the block is reported as it is
+        with atomic_paths(tmp_path / "out.csv") as (staged,):
+            (tmp_path / "missing_input.csv").read_text()
+    assert files_under(tmp_path) == ["notes"]
+
+
 def test_no_pickle_on_any_load_path() -> None:
     """Static guard: nothing in the package may load pickles or allow them."""
     forbidden = re.compile(r"allow_pickle\s*=\s*True|weights_only\s*=\s*False|pickle\.loads?\(|joblib|dill")

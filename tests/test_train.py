@@ -260,6 +260,29 @@ def test_weights_from_the_hub_cache_are_found_offline_and_recorded(tmp_path: Pat
     torch.testing.assert_close(model.bn1.weight, state["bn1.weight"])
 
 
+def test_a_lightning_checkpoint_and_prefixed_keys_are_unwrapped_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from safetensors.torch import save_file
+
+    state = save_rgb_weights(tmp_path / "plain.safetensors")
+    lightning = tmp_path / "epoch=3-step=400.ckpt"
+    torch.save({"epoch": 3, "global_step": 400, "state_dict": {f"model.{k}": v for k, v in state.items()}}, lightning)
+    backbone = tmp_path / "ssl.safetensors"
+    save_file({f"backbone.{k}": v for k, v in state.items()}, str(backbone))
+    for path, prefix in ((lightning, "model."), (backbone, "backbone.")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="landslide_dvc.core.model"):
+            model, provenance = build_model(dataclasses.replace(MODEL, pretrained=True, checkpoint=str(path)), 12)
+        torch.testing.assert_close(model.conv_stem.weight, state["conv_stem.weight"].repeat(1, 4, 1, 1) * 3 / 12)
+        torch.testing.assert_close(model.bn1.weight, state["bn1.weight"])
+        assert provenance.file == str(path) and provenance.stem.startswith("conv_stem: 3->12 channels")
+        assert any(str(path) in r.getMessage() and repr(prefix) in r.getMessage() for r in caplog.records), caplog.text
+    # a prefix that only some keys have is not a wrapper: the keys are refused as they are
+    partly = tmp_path / "partly.safetensors"
+    save_file({(f"model.{k}" if k.startswith("bn1") else k): v for k, v in state.items()}, str(partly))
+    with pytest.raises(ParamError, match="unexpected key 'model.bn1"):
+        build_model(dataclasses.replace(MODEL, pretrained=True, checkpoint=str(partly)), 12)
+
+
 def test_weights_of_another_network_are_refused_naming_key_and_file(tmp_path: Path) -> None:
     weights = tmp_path / "byobnet.safetensors"
     save_rgb_weights(weights, backbone="test_byobnet")

@@ -116,10 +116,11 @@ def predict_command(args: argparse.Namespace) -> str:
 
 
 class RegionFailed(LandslideError):
-    """Some scenes of a region failed (listed above the summary); the others were mapped."""
+    """Some scenes of a region failed (listed above the summary), or its layer could not be written; the others were mapped."""
 
 
 def region_command(args: argparse.Namespace) -> str:
+    from landslide_dvc.core.io import ensure_output_folder
     from landslide_dvc.serve.bundle import load_bundle
     from landslide_dvc.serve.region import STRIP_ROWS, RegionOptions, close_client, predict_region, start_client
 
@@ -131,6 +132,7 @@ def region_command(args: argparse.Namespace) -> str:
         raise LandslideError(f"--workers {args.workers} must be >= 1")
     if args.workers and args.scheduler:
         raise LandslideError("give --workers (a new local cluster) or --scheduler (an existing one), not both")
+    ensure_output_folder(args.out, "--out")  # before any work: a file, a read-only folder, a parent that is a file
     bundle = load_bundle(args.bundle)
     apply_rule_options(bundle, args)
     options = RegionOptions(
@@ -149,7 +151,7 @@ def region_command(args: argparse.Namespace) -> str:
             close_client(client)
     for scene, error in summary.failed.items():
         print(f"landslide-dvc predict: failed: {scene}: {error}", file=sys.stderr)
-    if summary.failed:
+    if summary.failed or summary.layer_error:
         raise RegionFailed(summary.line(args.out))
     return summary.line(args.out)
 

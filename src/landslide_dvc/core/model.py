@@ -2,7 +2,9 @@
 
 Pretrained ImageNet weights come only from places that need no network: a local file
 (``model.checkpoint``), the Hugging Face hub cache or the torch hub cache. The file must hold the
-backbone's tensors under timm's key names; timm adapts the first convolution to 12/20/28 channels
+backbone's tensors under timm's key names (the common wrappers are taken off first: a Lightning-style
+``{"state_dict": ...}`` and a ``model.``, ``backbone.`` or ``encoder.`` prefix that every key has, each
+stripping logged); timm adapts the first convolution to 12/20/28 channels
 and the 1000-class head is replaced. When no source has the weights the stage stops at once with a
 message naming the options, instead of retrying a download. ``WeightsProvenance`` records the
 source, the file's sha256 and the stem adaptation.
@@ -10,6 +12,7 @@ source, the file's sha256 and the stem adaptation.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +43,8 @@ from landslide_dvc.core.stem import (  # noqa: E402
 )
 
 NUM_CLASSES = 2
+WRAPPER_PREFIXES = ("model.", "backbone.", "encoder.")  # training frameworks' module names (Lightning, SSL repos)
+LOG = logging.getLogger(__name__)
 
 
 @params_section
@@ -165,8 +170,23 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             f"{path} is not a readable weights file ({type(exc).__name__}); give a .safetensors or a "
             "weights-only .pth state dict"
         ) from None
+    state_dict = unwrap_state_dict(state_dict, path)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ParamError(f"{path} does not hold a state dict of tensors; give a .safetensors or a weights-only .pth")
+    return state_dict
+
+
+def unwrap_state_dict(state_dict: object, path: Path) -> object:
+    """The network's tensors out of the common wrappers: a ``state_dict`` entry (Lightning), then a
+    ``model.``/``backbone.``/``encoder.`` prefix as long as every key has it; each stripping is logged."""
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
+        state_dict = state_dict["state_dict"]
+        LOG.warning("%s: the weights were read from its 'state_dict' entry", path)
+    if not isinstance(state_dict, dict):
+        return state_dict
+    while state_dict and (prefix := next((p for p in WRAPPER_PREFIXES if all(str(k).startswith(p) for k in state_dict)), None)):
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+        LOG.warning("%s: the prefix %r, which every key had, was stripped from the key names", path, prefix)
     return state_dict
 
 

@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from landslide_dvc.core.errors import DataError
-from landslide_dvc.core.io import atomic_path
+from landslide_dvc.core.io import atomic_path, ensure_output_folder
 from landslide_dvc.core.patches import (
     SAMPLE_SUBMISSION_CSV,
     SUBMISSION_COLUMNS,
@@ -49,6 +49,7 @@ from landslide_dvc.core.patches import (
     load_patch,
     read_table,
 )
+from landslide_dvc.core.raster import DeclaredScaling
 from landslide_dvc.core.submission import submission_rows, write_submission
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import Bundle
@@ -192,8 +193,8 @@ def score_scene(
     return SceneResult(blender.result(), n_scored, len(rows) * len(cols), blender.uncertainty())
 
 
-def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
-    return {
+def map_tags(model: SceneModel, stride: int, floor: float, scaling: DeclaredScaling | None = None) -> dict[str, str]:
+    tags = {
         "LANDSLIDE_BUNDLE_KIND": model.kind,
         "LANDSLIDE_TTA_VIEWS": str(model.tta),
         "LANDSLIDE_THRESHOLD": repr(model.threshold),
@@ -201,15 +202,20 @@ def map_tags(model: SceneModel, stride: int, floor: float) -> dict[str, str]:
         "LANDSLIDE_UNCERTAINTY": UNCERTAINTY_TAG.format(votes=VOTES[model.kind].format(tta=model.tta)),
         "LANDSLIDE_RULES": f"polygons: {model.rules.describe()}",
     }
+    if scaling is not None and not scaling.is_identity:  # a scene that declares none keeps today's bytes
+        tags["LANDSLIDE_DECLARED_SCALING"] = f"applied before the bundle's scaling (value = raw x scale + offset): {scaling.describe()}"
+    return tags
 
 
 def scene_map(
     probability: np.ndarray, uncertainty: np.ndarray, georef: Georef, model: SceneModel, stride: int,
-    slope: np.ndarray | None = None,
+    slope: np.ndarray | None = None, scaling: DeclaredScaling | None = None,
 ) -> SceneMap:
     """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike;
-    ``slope``: the scene's slope band, where the model's rules have a slope limit."""
-    return SceneMap(probability, georef, model.threshold, map_tags(model, stride, TAPER_FLOOR), uncertainty, model.rules, slope)
+    ``slope``: the scene's slope band, where the model's rules have a slope limit; ``scaling``: the scene's
+    declared band scales and offsets, applied as it was read (named in the tags)."""
+    tags = map_tags(model, stride, TAPER_FLOOR, scaling)
+    return SceneMap(probability, georef, model.threshold, tags, uncertainty, model.rules, slope)
 
 
 def scene_slope(src: Dataset, model: SceneModel) -> np.ndarray | None:
@@ -236,9 +242,10 @@ def predict_scene(
     check_scene_outputs(scene, files, stride)
     with open_scene(scene, bundle.bands, bundle.window, kind=bundle.kind) as src:
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
-        georef = Georef(src.crs, src.transform)
+        georef, scaling = Georef(src.crs, src.transform), DeclaredScaling.of(src)
         slope = scene_slope(src, bundle)
-        n_regions = write_map_outputs(scene_map(result.probability, result.uncertainty, georef, bundle, stride, slope), files)
+        scored = scene_map(result.probability, result.uncertainty, georef, bundle, stride, slope, scaling)
+        n_regions = write_map_outputs(scored, files)
     return (
         f"{result.n_scored} of {result.n_windows} windows scored (the rest touch no-data), "
         f"{n_regions} regions ({bundle.rules.describe()}) -> {out}, {polygons}"
@@ -257,6 +264,13 @@ def run_predict(
     """
     batch_size = bundle.default_batch_size if batch_size is None else batch_size
     stride = bundle.window // 2 if stride is None else stride
+    polygons = polygons or out.with_suffix(".gpkg")
+    if not path.exists():
+        raise DataError(f"{path} not found; give a folder of .npy patches, a Zindi-layout folder or a GeoTIFF")
+    for flag, target in (("--out", out), ("--polygons", polygons)):
+        if target.is_dir():
+            raise DataError(f"{flag} {target} is a folder; give a file path (a folder is for many scenes)")
+        ensure_output_folder(target.parent, flag)  # before any work: the outputs can be written
     if path.is_dir():
         if isinstance(bundle, SegBundle):
             raise DataError(
@@ -267,7 +281,5 @@ def run_predict(
             return predict_zindi(bundle, path, out, device, batch_size)
         return predict_patch_folder(bundle, path, out, device, batch_size)
     if path.is_file() and path.suffix.lower() in SCENE_SUFFIXES:
-        return predict_scene(bundle, path, out, polygons or out.with_suffix(".gpkg"), stride, device, batch_size)
-    if not path.exists():
-        raise DataError(f"{path} not found; give a folder of .npy patches, a Zindi-layout folder or a GeoTIFF")
+        return predict_scene(bundle, path, out, polygons, stride, device, batch_size)
     raise DataError(f"{path} is neither a folder nor a .tif/.tiff scene; give a folder of .npy patches, a Zindi folder or a GeoTIFF")

@@ -1,10 +1,16 @@
 """`landslide-dvc predict` over many scenes: scene strips as tasks, in one process or on a Dask cluster.
 
 - **Scenes**: a folder's .tif/.tiff files, a glob pattern, a text file listing one scene path per line
-  (relative paths are relative to the list's folder), or several paths. Every scene gives
+  (UTF-8, with or without a BOM, LF or CRLF; blank lines and ``#`` comment lines are skipped; relative
+  paths are relative to the list's folder), or several paths. Maps an earlier run wrote into the out
+  folder are never taken as scenes, so the same command run again resumes. Every scene gives
   ``OUT/<stem>.tif`` (the probability COG) and ``OUT/<stem>.gpkg`` as the single-scene path writes them,
   then ``OUT/<stem>.json``, its manifest, written last; ``OUT/landslides.gpkg`` gathers every scene's
   polygons with a ``scene`` column, in the first scene's CRS (the others' polygons are reprojected).
+- **Never the user's files**: the out folder is created and probed for writing before any work. The
+  region layer is written only when a scene was mapped, and only where no file is or where predict
+  wrote it before (its layer and columns say so); a scene named ``landslides`` (the region layer's
+  name) and a scene whose outputs would replace files predict did not write are refused up front.
 - **Tasks** are bands of a scene: the pixel rows from one window row to the next band's first window
   row, scored by every window that touches them (the band's own window rows plus the halo of windows
   starting up to one window above). Each band blends its windows in the single-scene order (row by
@@ -39,9 +45,10 @@ from tqdm import tqdm
 from landslide_dvc.core.bundle import MANIFEST
 from landslide_dvc.core.devices import select_device
 from landslide_dvc.core.errors import DataError, LandslideError
-from landslide_dvc.core.geo import Georef, read_features, write_features
-from landslide_dvc.core.io import atomic_path, file_sha256
+from landslide_dvc.core.geo import POLYGON_LAYER, Georef, read_features, write_features
+from landslide_dvc.core.io import atomic_path, ensure_output_folder, file_sha256
 from landslide_dvc.core.patches import TEST_CSV
+from landslide_dvc.core.raster import DeclaredScaling
 from landslide_dvc.core.runtime import use_threads
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import load_bundle
@@ -54,6 +61,7 @@ REGION_LAYER_FILE = "landslides.gpkg"
 STRIP_ROWS = 16  # window rows per task: about 16 x 340 windows on a 10,980 px Sentinel-2 tile
 POLYGON_COLUMNS = ("area_m2", "mean_prob", "max_prob", "mean_uncertainty")
 GLOB_CHARACTERS = set("*?[")
+MAP_TAG = "LANDSLIDE_BUNDLE_KIND"  # in every map predict writes (`serve.predict.map_tags`)
 
 
 @dataclass(frozen=True)
@@ -92,12 +100,16 @@ class RegionSummary:
     skipped: list[str] = field(default_factory=list)  # scenes whose manifest matched
     failed: dict[str, str] = field(default_factory=dict)  # scene -> one-line error
     n_regions: int = 0  # polygons in landslides.gpkg
+    layer_written: bool = False  # landslides.gpkg written in this run (only when a scene was mapped)
+    layer_error: str = ""  # why landslides.gpkg could not be written (the scenes' outputs stand)
 
     def line(self, out_dir: Path) -> str:
-        return (
-            f"{len(self.done)} scenes mapped, {len(self.skipped)} already done, {len(self.failed)} failed; "
-            f"{self.n_regions} regions -> {out_dir / REGION_LAYER_FILE}"
-        )
+        scenes = f"{len(self.done)} scenes mapped, {len(self.skipped)} already done, {len(self.failed)} failed"
+        if self.layer_error:
+            return f"{scenes}; the region layer was not written: {self.layer_error}"
+        if not self.layer_written:
+            return f"{scenes}; no scene mapped, so no region layer written"
+        return f"{scenes}; {self.n_regions} regions -> {out_dir / REGION_LAYER_FILE}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,15 +130,17 @@ def is_region_spec(paths: Sequence[Path]) -> bool:
     return any(p.suffix.lower() in SCENE_SUFFIXES for p in path.iterdir() if p.is_file())
 
 
-def list_scenes(paths: Sequence[Path]) -> list[Path]:
-    """The scenes named by folders, globs, .txt lists or plain paths, in order; stems must be unique."""
+def list_scenes(paths: Sequence[Path], out_dir: Path | None = None) -> list[Path]:
+    """The scenes named by folders, globs, .txt lists or plain paths, in order; stems must be unique.
+
+    ``out_dir``: the run's out folder; the maps an earlier run wrote there are not scenes.
+    """
     scenes: list[Path] = []
     for path in paths:
         if path.is_dir():
             scenes += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SCENE_SUFFIXES)
         elif path.is_file() and path.suffix.lower() == ".txt":
-            lines = [line.strip() for line in path.read_text().splitlines()]
-            scenes += [p if p.is_absolute() else path.parent / p for p in map(Path, lines) if line_is_path(str(p))]
+            scenes += read_scene_list(path)
         elif GLOB_CHARACTERS & set(str(path)) and not path.exists():
             found = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             if not found:
@@ -134,6 +148,8 @@ def list_scenes(paths: Sequence[Path]) -> list[Path]:
             scenes += found
         else:
             scenes.append(path)
+    # however they were named (a folder, a glob, a list, a glob the shell expanded), an earlier run's maps are no scenes
+    scenes = [p for p in scenes if not is_earlier_map(p, out_dir)]
     if not scenes:
         raise DataError(f"{', '.join(map(str, paths))} names no .tif/.tiff scene; give a folder of scenes, a glob or a list")
     stems: dict[str, Path] = {}
@@ -144,8 +160,100 @@ def list_scenes(paths: Sequence[Path]) -> list[Path]:
     return scenes
 
 
+def read_scene_list(path: Path) -> list[Path]:
+    """The scenes of a list file as editors save it: UTF-8 with or without a BOM (or UTF-16 with one),
+    LF or CRLF line ends, blank lines and ``#`` comment lines; relative paths from the list's folder."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; save the list as UTF-8 (one scene path a line)") from None
+    scenes = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if not line_is_path(entry):
+            continue
+        scene = Path(entry) if Path(entry).is_absolute() else path.parent / entry
+        if not scene.is_file():
+            raise DataError(f"{path} line {number}: {scene} not found; fix the line (relative paths are relative to the list's folder)")
+        scenes.append(scene)
+    return scenes
+
+
 def line_is_path(line: str) -> bool:
     return bool(line) and line not in (".",) and not line.startswith("#")
+
+
+def is_earlier_map(path: Path, out_dir: Path | None) -> bool:
+    """A probability map an earlier run of predict wrote into ``out_dir`` (its tags say so)."""
+    if out_dir is None or not out_dir.is_dir() or path.parent.resolve() != out_dir.resolve():
+        return False
+    return has_map_tags(path)
+
+
+def has_map_tags(path: Path) -> bool:
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as src:
+            return MAP_TAG in src.tags()
+    except (RasterioError, OSError):
+        return False
+
+
+def is_region_layer(path: Path) -> bool:
+    """A region layer written by predict: one layer, ``landslides``, with the columns scene and POLYGON_COLUMNS."""
+    return has_polygon_layer(path, ("scene", *POLYGON_COLUMNS))
+
+
+def has_polygon_layer(path: Path, columns: Sequence[str]) -> bool:
+    import pyogrio
+
+    try:
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        info = pyogrio.read_info(path, layer=POLYGON_LAYER)
+    except Exception:  # noqa: BLE001 - pyogrio raises its own errors for anything that is not a vector file
+        return False
+    return layers == [POLYGON_LAYER] and tuple(info["fields"]) == tuple(columns)
+
+
+def is_earlier_output(path: Path) -> bool:
+    """A scene's output predict wrote before: a map with predict's tags, its polygons, or its manifest."""
+    if path.suffix.lower() in SCENE_SUFFIXES:
+        return has_map_tags(path)
+    if path.suffix.lower() == ".gpkg":
+        return has_polygon_layer(path, POLYGON_COLUMNS)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"scene", "key", "outputs"} <= set(record)
+
+
+def check_region_outputs(out_dir: Path, scenes: Sequence[Path]) -> None:
+    """Refuse, before any work, a run that would replace a file predict did not write, in one line."""
+    layer = out_dir / REGION_LAYER_FILE
+    for scene in scenes:
+        if outputs_of(out_dir, scene)[0].polygons.name.casefold() == REGION_LAYER_FILE.casefold():
+            raise DataError(
+                f"{scene} would write its polygons to {layer}, the region layer's name; rename the scene "
+                f"(the name {layer.stem} is the region's)"
+            )
+    if layer.exists() and not is_region_layer(layer):
+        raise DataError(
+            f"{layer} exists and is not a region layer written by predict (layer {POLYGON_LAYER} with the columns scene, "
+            f"{', '.join(POLYGON_COLUMNS)}); move it or choose another --out: predict never replaces a file it did not write"
+        )
+
+
+def foreign_output(out_dir: Path, scene: Path) -> Path | None:
+    """The first of the scene's output paths that holds a file predict did not write, or None."""
+    files, manifest = outputs_of(out_dir, scene)
+    for path in (*files.paths, manifest):
+        if path.exists() and not is_earlier_output(path):
+            return path
+    return None
 
 
 def scene_bands(height: int, window: int, stride: int, strip_rows: int = STRIP_ROWS) -> list[Band]:
@@ -271,6 +379,7 @@ class ScenePlan:
     width: int
     bands: list[Band]
     results: dict[int, BandResult] = field(default_factory=dict)
+    scaling: DeclaredScaling | None = None  # the scene's declared band scales and offsets (named in the map's tags)
 
 
 BandRunner = Callable[[list[tuple[ScenePlan, Band]]], Iterable[tuple[ScenePlan, Band, BandResult | BaseException]]]
@@ -317,8 +426,9 @@ def predict_region(
     """
     if options.stride < 1 or options.batch_size < 1 or strip_rows < 1 or options.threads < 0:
         raise DataError(f"--stride, --batch-size and --strip-rows must be >= 1 (got {options.stride}, {options.batch_size}, {strip_rows})")
-    scenes = list_scenes(paths)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_output_folder(out_dir, "--out")
+    scenes = list_scenes(paths, out_dir)
+    check_region_outputs(out_dir, scenes)
     if model is None:  # the driver checks the bundle once and reads its window, bands, threshold
         model = load_bundle(bundle_path)
     bundle_sha = manifest_sha256(bundle_path)
@@ -332,13 +442,18 @@ def predict_region(
             files, manifest = outputs_of(out_dir, scene)
             if scene.resolve() in {p.resolve() for p in (*files.paths, manifest)}:
                 raise DataError(f"{scene} lies in the output folder {out_dir}, where its map would overwrite it; choose another --out")
+            if not scene.is_file():
+                raise DataError(f"{scene} not found; give an existing .tif/.tiff scene")
+            if (foreign := foreign_output(out_dir, scene)) is not None:
+                raise DataError(f"{foreign} exists and was not written by predict, and the scene's map would replace it; move it or choose another --out")
             key = scene_key(scene, bundle_sha, model, options)
             if is_done(out_dir, scene, key):
                 summary.skipped.append(str(scene))
                 continue
             with open_scene(scene, model.bands, model.window, kind=model.kind) as src:
-                georef, height, width = Georef(src.crs, src.transform), src.height, src.width
-            plans.append(ScenePlan(scene, key, georef, height, width, scene_bands(height, model.window, options.stride, strip_rows)))
+                georef, height, width, scaling = Georef(src.crs, src.transform), src.height, src.width, DeclaredScaling.of(src)
+            bands = scene_bands(height, model.window, options.stride, strip_rows)
+            plans.append(ScenePlan(scene, key, georef, height, width, bands, scaling=scaling))
         except (LandslideError, OSError) as exc:
             summary.failed[str(scene)] = one_line(exc)
     tasks = [(plan, band) for plan in plans for band in plan.bands]
@@ -372,7 +487,12 @@ def predict_region(
                 plan.results.clear()  # the rows are written; free them
                 scene_bar.update()
     finished = [s for s in scenes if str(s) in summary.done or str(s) in summary.skipped]
-    summary.n_regions = write_region_layer(out_dir, finished)
+    if finished:  # a run that mapped nothing leaves the folder as it was
+        try:
+            summary.n_regions = write_region_layer(out_dir, finished)
+            summary.layer_written = True
+        except (LandslideError, OSError) as exc:  # the scenes' outputs stand; their summary is still printed
+            summary.layer_error = one_line(exc)
     return summary
 
 
@@ -386,7 +506,8 @@ def finish_scene(plan: ScenePlan, model: SceneModel, options: RegionOptions, out
     if model.slope_band() is not None:
         with open_scene(plan.scene, model.bands, model.window, kind=model.kind) as src:
             slope = scene_slope(src, model)
-    n_regions = write_map_outputs(scene_map(probability, uncertainty, plan.georef, model, options.stride, slope), files)
+    scored = scene_map(probability, uncertainty, plan.georef, model, options.stride, slope, plan.scaling)
+    n_regions = write_map_outputs(scored, files)
     write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in bands), sum(b.n_windows for b in bands), n_regions)
 
 

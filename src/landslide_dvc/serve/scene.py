@@ -5,6 +5,11 @@ located by a CRS and an affine geotransform. A raster located only by ground con
 or rational polynomial coefficients (RPCs), as raw exports are, has no transform a map could
 keep; so has a raster with no georeference at all. Both are refused with the `gdalwarp` command
 that fixes them, rather than mapped at 0 deg, 0 deg or in pixel units.
+
+A band's declared scale and offset (GDAL's band metadata, e.g. the -1000 offset of Sentinel-2 L2A
+products of processing baseline 04.00 and later, which `gdal_translate` carries over) are applied as
+each strip is read (value = raw x scale + offset, `core.raster.DeclaredScaling`), before the bundle's
+scale checks and preprocessing; a scene that declares none is read as stored.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from landslide_dvc.core.bundle import SEGMENTATION
 from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.raster import DeclaredScaling
 
 Dataset = Any  # an open rasterio dataset (rasterio stays an import inside the functions)
 
@@ -105,7 +111,7 @@ class Strip:
     """``window`` rows of a scene from ``row`` down, all columns."""
 
     row: int
-    raw: np.ndarray  # (bands, window, width) float32 as stored
+    raw: np.ndarray  # (bands, window, width) float32: the stored numbers with the declared scale and offset applied
     invalid: np.ndarray  # (window, width) bool: masked, nodata, NaN or Inf in any band
 
     def valid_columns(self, cols: Sequence[int], window: int) -> list[int]:
@@ -124,9 +130,9 @@ def read_strip(src: Dataset, row: int, window: int) -> Strip:
     from rasterio.windows import Window
 
     area = Window(0, row, src.width, window)
-    raw = src.read(window=area, out_dtype="float32")
-    invalid = (src.read_masks(window=area) == 0).any(axis=0) | ~np.isfinite(raw).all(axis=0)
-    return Strip(row, raw, invalid)
+    stored = src.read(window=area, out_dtype="float32")
+    invalid = (src.read_masks(window=area) == 0).any(axis=0) | ~np.isfinite(stored).all(axis=0)
+    return Strip(row, DeclaredScaling.of(src).apply(stored), invalid)
 
 
 def read_band(src: Dataset, bands: Sequence[str], name: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from pipeline import commit_all, dvc, make_repo, merge, stages_run
 
 from landslide_dvc.core.bands import L4S_BANDS
 from landslide_dvc.core.errors import ParamError
+from landslide_dvc.core.heads import HEADS
 from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.segmentation import pixel_scores
 from landslide_dvc.formats.l4s import labels_from_masks, load_l4s_split
@@ -371,7 +372,7 @@ def test_l4s_pipeline_through_dvc_repro(tmp_path: Path) -> None:
     scored = json.loads((repo / "l4s" / "metrics" / "map.json").read_text())  # the U-Net's map of the scene
     assert 0.0 <= scored["pixel"]["f1"] <= 1.0 and scored["objects"]["n_true"] > 0 and scored["pixel"]["coverage"] > 0.5
     assert (repo / "l4s" / "plots" / "map" / "scene.png").stat().st_size > 1000
-    for head in ("fc", "svm", "lgbm"):
+    for head in HEADS:
         metrics = json.loads((repo / "l4s" / "metrics" / "heads" / f"{head}.json").read_text())
         assert metrics["n_test"] == 12 and 0.0 <= metrics["test"]["f1"] <= 1.0  # ValidData scored from its masks
     occlusion = json.loads((repo / "l4s" / "plots" / "explain" / "occlusion.json").read_text())

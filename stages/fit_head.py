@@ -1,4 +1,4 @@
-"""DVC stage `fit_head@HEAD` (fc, svm or lgbm): a classifier on the fold embeddings, scored."""
+"""DVC stage `fit_head@HEAD` (a head of core.heads.HEAD_KINDS): a classifier on the fold embeddings, scored."""
 
 from landslide_dvc.core.heads import check_head
 from landslide_dvc.core.params import read_section

@@ -80,7 +80,7 @@ def micro(tmp_path_factory: pytest.TempPathFactory) -> Path:
         channels = [str(c) for c in h5.attrs["channels"]]
     write_random_folds(repo, ModelParams("test_efficientnet", False, None, 32, 0.0), channels)
     run_stage(repo, "extract_embeddings")
-    for head in ("svm", "lgbm"):
+    for head in ("svm", "lgbm", "logreg"):
         run_stage(repo, "fit_head", "--head", head)
     run_stage(repo, "submit")
     run_stage(repo, "export")
@@ -123,7 +123,7 @@ def test_the_bundle_is_readable_by_other_accounts(micro: Path) -> None:
     assert modes == {name: (0o777 if (bundle / name).is_dir() else 0o666) & ~mask for name in modes}
 
 
-@pytest.mark.parametrize("head", ["svm", "lgbm"])
+@pytest.mark.parametrize("head", ["svm", "lgbm", "logreg"])
 def test_bundle_heads_give_fit_heads_scores_on_the_same_embeddings(micro: Path, head: str, tmp_path: Path) -> None:
     from landslide_dvc.core.params import read_section
     from landslide_dvc.pipeline.export import run_export

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from landslide_dvc.core.errors import DataError, ParamError
+from landslide_dvc.core.heads import LGBM_FIXED, check_lgbm_params, lgbm_classifier
 from landslide_dvc.core.params import parse_section
 from landslide_dvc.pipeline.crossval import CrossValResult, Fold, cross_validate, write_predictions
 from landslide_dvc.pipeline.fit_head import HeadParams
 from landslide_dvc.pipeline.h5data import Part
-from landslide_dvc.pipeline.lgbm import LGBM_FIXED, check_lgbm_params, lgbm_classifier
 from landslide_dvc.pipeline.stats_baseline import StatsBaselineParams
 
 N, K = 30, 3
@@ -145,7 +145,7 @@ def test_lgbm_keys_are_named_with_their_section(section: str) -> None:
             check_lgbm_params({fixed: 1}, section)
 
 
-HEAD = {"kernel": "rbf", "C": 1.0, "gamma": "scale", "threshold": 0.5, "seed": 0}
+HEAD = {"kernel": "rbf", "C": 1.0, "gamma": "scale", "threshold": 0.5, "seed": 0, "logreg": {"C": 1.0}}
 STATS = {"percentiles": [50.0], "indices": False, "threshold": 0.5, "seed": 0}
 
 

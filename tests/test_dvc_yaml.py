@@ -141,3 +141,18 @@ def test_layer_packages_hold_no_code() -> None:
 def test_closure_sees_function_level_imports() -> None:
     # train_fold imports the HDF5 readers inside its entry function; a module-level-only scan would miss them
     assert "pipeline/h5data" in module_closure({"pipeline/train_fold"})
+
+
+@pytest.mark.parametrize(("pipeline", "stages"), [("dvc.yaml", STAGES), ("l4s/dvc.yaml", L4S_STAGES)])
+def test_fit_head_runs_every_registered_head_with_its_params(pipeline: str, stages: dict) -> None:
+    # the foreach is the registry's (core/heads.py): one entry per head, each declaring what it reads
+    from landslide_dvc.core.heads import HEAD_KINDS
+
+    entries = stages["fit_head"]["foreach"]
+    assert list(entries) == list(HEAD_KINDS), f"{pipeline}: fit_head's foreach must list core.heads.HEAD_KINDS"
+    shared = set(stages["fit_head"]["do"]["params"]) - {"${item.p1}", "${item.p2}", "${item.p3}"}
+    for name, kind in HEAD_KINDS.items():
+        declared = set(entries[name].values()) | shared
+        assert set(kind.params) <= declared, f"{pipeline}: fit_head@{name} must declare {sorted(kind.params)}"
+        others = {p for other in HEAD_KINDS.values() if other is not kind for p in other.params} - set(kind.params)
+        assert not (set(entries[name].values()) & others), f"{pipeline}: fit_head@{name} declares another head's params"

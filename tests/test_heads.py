@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from landslide_dvc.core.errors import ParamError
-from landslide_dvc.core.heads import check_head
+from landslide_dvc.core.heads import HEAD_KINDS, HEADS, check_head, head_file, head_scores, load_head, save_head
 from landslide_dvc.core.metrics import best_threshold, f1
 from landslide_dvc.core.params import parse_section
 from landslide_dvc.pipeline.fit_head import HeadParams, fit_all_folds, head_metrics, run_fit_head
@@ -20,6 +20,7 @@ from landslide_dvc.pipeline.h5data import Part, write_parts
 PARAMS = HeadParams(
     kernel="rbf", C=1.0, gamma="scale", threshold=0.5, seed=0,
     lgbm={"n_estimators": 50, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 5, "n_jobs": 1},
+    logreg={"C": 1.0, "max_iter": 1000},
 )
 
 
@@ -50,7 +51,7 @@ def make_embeddings(tmp_path: Path, n: int = 150, n_splits: int = 3, separation:
     return paths, {"labels": labels, "ids": ids, "test_labels": test_labels}
 
 
-@pytest.mark.parametrize("head", ["svm", "lgbm", "fc"])
+@pytest.mark.parametrize("head", HEADS)
 def test_heads_learn_separable_embeddings(tmp_path: Path, head: str) -> None:
     paths, truth = make_embeddings(tmp_path)
     result = fit_all_folds(head, PARAMS, paths)
@@ -84,13 +85,13 @@ def test_best_threshold_maximises_f1() -> None:
 def test_metrics_report_both_thresholds_and_test(tmp_path: Path) -> None:
     paths, truth = make_embeddings(tmp_path, separation=1.5)
     result = fit_all_folds("svm", PARAMS, paths)
-    fixed = head_metrics("svm", PARAMS, result, truth["test_labels"])
-    oof = head_metrics("svm", dataclasses.replace(PARAMS, threshold="oof"), result, truth["test_labels"])
+    fixed = head_metrics("svm", PARAMS.threshold, result, truth["test_labels"])
+    oof = head_metrics("svm", "oof", result, truth["test_labels"])
     assert fixed["threshold"] == 0.5 and oof["threshold"] == fixed["oof_threshold"]
     assert fixed["cv"]["f1"] == fixed["cv"]["f1_at_0.5"]
     assert oof["cv"]["f1"] == oof["cv"]["f1_at_oof_threshold"] >= oof["cv"]["f1_at_0.5"]
     assert "test" in fixed and 0 <= fixed["test"]["f1"] <= 1
-    assert "test" not in head_metrics("svm", PARAMS, result, None)
+    assert "test" not in head_metrics("svm", PARAMS.threshold, result, None)
 
 
 def test_run_fit_head_writes_outputs(tmp_path: Path) -> None:
@@ -127,6 +128,9 @@ def test_lgbm_is_deterministic(tmp_path: Path) -> None:
         ({"threshold": "best"}, "head.threshold='best' has the wrong type"),
         ({"lgbm": {"n_trees": 5}}, "unknown key 'head.lgbm.n_trees'"),
         ({"lgbm": {"deterministic": False}}, "head.lgbm.deterministic is fixed"),
+        ({"logreg": {"C": 0.0}}, "head.logreg.C=0.0 must be > 0"),
+        ({"logreg": {"penalty_strength": 1}}, "unknown key 'head.logreg.penalty_strength'"),
+        ({"logreg": {"solver": "saga"}}, "head.logreg.solver is fixed"),
     ],
 )
 def test_bad_head_params(change: dict, message: str) -> None:
@@ -155,3 +159,47 @@ def test_counting_metrics_match_sklearn() -> None:
         )
         assert precision_recall_f1(labels, predicted) == pytest.approx(expected)
     assert precision_recall_f1(np.zeros(4), np.zeros(4)) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("head", [name for name, kind in HEAD_KINDS.items() if kind.file_suffix is not None])
+def test_a_saved_head_reads_back_with_the_same_scores(tmp_path: Path, head: str) -> None:
+    # export's contract for every head with a bundle file: save, load without pickle, same scores bit for bit
+    from landslide_dvc.pipeline.fit_head import fit_model, model_scores
+    from landslide_dvc.pipeline.h5data import load_parts
+
+    paths, _ = make_embeddings(tmp_path)
+    parts = load_parts(paths[0])
+    model = fit_model(head, PARAMS, parts["train"])
+    name = head_file(head, 3)
+    assert name is not None and name.startswith("heads/fold_3") and name.endswith(HEAD_KINDS[head].file_suffix)
+    save_head(head, model, tmp_path / "head_file")
+    loaded = load_head(head, tmp_path / "head_file")
+    test = parts["test"]
+    assert np.array_equal(head_scores(head, loaded, test.features, test.prob), model_scores(head, model, test))
+
+
+def test_file_names_of_the_heads_never_collide() -> None:
+    names = [kind.file(0) for kind in HEAD_KINDS.values() if kind.file_suffix is not None]
+    assert len(set(names)) == len(names)
+    assert head_file("fc", 0) is None
+
+
+def test_logreg_is_the_scaled_logistic_regression(tmp_path: Path) -> None:
+    # the registry's logreg head against scikit-learn's own pipeline, fitted here independently
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from landslide_dvc.pipeline.fit_head import fit_model, model_scores
+    from landslide_dvc.pipeline.h5data import load_parts
+
+    paths, _ = make_embeddings(tmp_path, separation=1.0)
+    parts = load_parts(paths[1])
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=1000)).fit(
+        parts["train"].features, parts["train"].labels
+    )
+    ours = fit_model("logreg", dataclasses.replace(PARAMS, logreg={"C": 0.3, "max_iter": 1000}), parts["train"])
+    np.testing.assert_allclose(model_scores("logreg", ours, parts["val"]), reference.predict_proba(parts["val"].features)[:, 1])
+    weaker = fit_model("logreg", dataclasses.replace(PARAMS, logreg={"C": 0.001, "max_iter": 1000}), parts["train"])
+    spread = lambda m: np.ptp(model_scores("logreg", m, parts["val"]))  # noqa: E731
+    assert spread(weaker) < spread(ours)  # stronger L2 pulls the probabilities towards the prior

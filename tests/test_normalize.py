@@ -55,18 +55,19 @@ def test_both_formats_share_one_attribute_layout() -> None:
 
 def test_folds_are_stratified_shuffled_and_seeded() -> None:
     labels = np.array([1] * 20 + [0] * 80, dtype=np.int8)
-    fold = assign_folds(labels, 5, seed=3)
+    fold = assign_folds(labels, 5, seed=3, source="Train.csv")
     assert sorted(np.unique(fold)) == [0, 1, 2, 3, 4]
     for k in range(5):
         assert (labels[fold == k] == 1).sum() == 4 and (fold == k).sum() == 20
-    np.testing.assert_array_equal(fold, assign_folds(labels, 5, seed=3))
-    assert not np.array_equal(fold, assign_folds(labels, 5, seed=4))
+    np.testing.assert_array_equal(fold, assign_folds(labels, 5, seed=3, source="Train.csv"))
+    assert not np.array_equal(fold, assign_folds(labels, 5, seed=4, source="Train.csv"))
     assert not np.array_equal(fold[:20], np.sort(fold[:20]))  # shuffled, not blocks
 
 
 def test_folds_need_enough_images_per_class() -> None:
-    with pytest.raises(DataError, match="at least 5 images for 5 stratified folds"):
-        assign_folds(np.array([1, 1, 0, 0, 0, 0, 0], dtype=np.int8), 5, seed=0)
+    # the message names the training set of either format (Train.csv, or L4S's TrainData masks)
+    with pytest.raises(DataError, match=r"^l4s/TrainData \(masks\) has 2 landslide and 5 other images; .*at least 5 images for 5"):
+        assign_folds(np.array([1, 1, 0, 0, 0, 0, 0], dtype=np.int8), 5, seed=0, source="l4s/TrainData (masks)")
 
 
 @pytest.mark.parametrize("channels", [12, 20, 28])

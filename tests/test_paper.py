@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from timm.models import adapt_input_conv
 
 from landslide_dvc.core.checkpoint import load_fold_model
+from landslide_dvc.core.heads import HEADS
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +121,7 @@ def test_paper_preset_runs_end_to_end_at_the_papers_shapes(tmp_path: Path) -> No
             for part in ("train", "val", "test"):
                 assert h5[part]["features"].shape[1] == 1280
 
-    for head in ("fc", "svm", "lgbm"):
+    for head in HEADS:
         head_metrics = json.loads((repo / f"metrics/heads/{head}.json").read_text())
         assert head_metrics["n_oof"] == 44 and {"f1", "precision", "recall"} <= set(head_metrics["cv"])
     with (repo / "submissions/submission.csv").open() as fh:

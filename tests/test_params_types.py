@@ -174,7 +174,7 @@ REFUSED = [
     ("seg", {"encoder_depth": 6}, "seg.encoder_depth=6 must be in [3, 5]"),
     ("export_seg", {"tta": 2}, "export_seg.tta=2 must be 1, 4 or 8 (dihedral views per pixel)"),
     ("export_seg", {"tta": 8.0}, "export_seg.tta=8.0 has the wrong type; expected int"),
-    ("submit", {"head": "knn"}, "submit.head='knn' is not allowed; use one of 'fc', 'svm', 'lgbm'"),
+    ("submit", {"head": "knn"}, "submit.head: unknown head 'knn'; use one of fc, svm, lgbm, logreg"),
     ("explain", {"split": "train"}, "explain.split='train' is not allowed; use one of 'val', 'test'"),
     ("synthesize_l4s", {"haze_blue": [0.01]},
      "synthesize_l4s.haze_blue=[0.01] must be [low, high] with 0 <= low <= high <= 0.2"),

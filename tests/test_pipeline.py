@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from pipeline import commit_all, copy_repo, dvc, env, make_repo, run, stages_run
 
+from landslide_dvc.core.heads import HEADS
+
 pytestmark = pytest.mark.slow
 
 FOLD_STAGES = [f"train_fold@{k}" for k in range(5)]
@@ -48,7 +50,7 @@ def test_full_pipeline_outputs(built: Path) -> None:
         assert (built / f"dvclive/train_fold/{k}/plots/metrics/val/f1.tsv").is_file()
         assert (built / f"models/resume/fold_{k}/complete.json").is_file()
         assert not (built / f"models/resume/fold_{k}/state.pt").exists()  # heavy state dropped when done
-    for head in ("fc", "svm", "lgbm"):
+    for head in HEADS:
         metrics = json.loads((built / f"metrics/heads/{head}.json").read_text())
         assert metrics["n_oof"] == 80 and {"f1", "precision", "recall"} <= set(metrics["cv"])
         assert "test" in metrics  # the synthetic data carry answers

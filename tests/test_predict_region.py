@@ -1,7 +1,7 @@
 """`landslide-dvc predict` over many scenes (serve/region.py): one process against a Dask cluster, resumes, failures.
 
 The scenes are crops of the committed 512 px test scene (data/scene/scene.tif, with its no-data
-corner) scored by the committed classifier bundle (models/bundle), 3 or 4 bands of windows each.
+corner) scored by the committed classifier bundle (models/bundle), 3 or 4 row blocks of windows each.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from landslide_dvc.cli import main
 from landslide_dvc.core.geo import read_features, write_features
 from landslide_dvc.core.mapping_rules import MappingRules
 from landslide_dvc.serve import region
-from landslide_dvc.serve.region import RegionOptions, list_scenes, predict_region, scene_bands, write_region_layer
+from landslide_dvc.serve.region import RegionOptions, list_scenes, predict_region, scene_row_blocks, write_region_layer
 from landslide_dvc.serve.scene import window_offsets
 from landslide_dvc.serve.strips import Tiles
 
@@ -83,14 +83,14 @@ def client():  # noqa: ANN201 - a distributed.Client
 
 
 @pytest.mark.parametrize(("height", "window", "stride", "strip_rows"), [(200, 64, 32, 2), (512, 64, 32, 16), (300, 128, 64, 1), (250, 64, 48, 3)])
-def test_bands_own_every_row_once_and_hold_every_window_that_touches_them(height: int, window: int, stride: int, strip_rows: int) -> None:
+def test_row_blocks_own_every_row_once_and_hold_every_window_that_touches_them(height: int, window: int, stride: int, strip_rows: int) -> None:
     rows = window_offsets(height, stride, window)
-    bands = scene_bands(height, window, stride, strip_rows)
-    assert bands[0].top == 0 and bands[-1].bottom == height
-    assert all(a.bottom == b.top for a, b in zip(bands, bands[1:]))
-    assert [r for b in bands for r in b.owned_rows] == rows  # each window row counted by one band
-    for band in bands:
-        assert list(band.window_rows) == [r for r in rows if r < band.bottom and r + window > band.top]
+    blocks = scene_row_blocks(height, window, stride, strip_rows)
+    assert blocks[0].top == 0 and blocks[-1].bottom == height
+    assert all(a.bottom == b.top for a, b in zip(blocks, blocks[1:]))
+    assert [r for b in blocks for r in b.owned_rows] == rows  # each window row counted by one block
+    for block in blocks:
+        assert list(block.window_rows) == [r for r in rows if r < block.bottom and r + window > block.top]
 
 
 class PixelModel:
@@ -120,7 +120,7 @@ class PixelModel:
 
 
 @pytest.mark.parametrize(("stride", "strip_rows"), [(24, 1), (24, 3), (40, 2), (64, 1), (32, 16)])
-def test_stacked_bands_are_score_scenes_map_bit_for_bit(scenes: Path, monkeypatch: pytest.MonkeyPatch, stride: int, strip_rows: int) -> None:
+def test_stacked_row_blocks_are_score_scenes_map_bit_for_bit(scenes: Path, monkeypatch: pytest.MonkeyPatch, stride: int, strip_rows: int) -> None:
     import torch
 
     from landslide_dvc.serve.predict import score_scene
@@ -133,10 +133,10 @@ def test_stacked_bands_are_score_scenes_map_bit_for_bit(scenes: Path, monkeypatc
     options = RegionOptions(stride, 7, 0, "cpu")
     with open_scene(scenes / "north.tif", model.bands, 64) as src:
         expected = score_scene(src, model, stride, torch.device("cpu"), 7, "north.tif")
-    bands = [region.score_band(str(scenes / "north.tif"), "pixel", "sha", options, b) for b in scene_bands(height, 64, stride, strip_rows)]
-    assert np.array_equal(np.concatenate([b.probability for b in bands]), expected.probability, equal_nan=True)
-    assert np.array_equal(np.concatenate([b.uncertainty for b in bands]), expected.uncertainty, equal_nan=True)
-    assert sum(b.n_scored for b in bands) == expected.n_scored and sum(b.n_windows for b in bands) == expected.n_windows
+    blocks = [region.score_row_block(str(scenes / "north.tif"), "pixel", "sha", options, b) for b in scene_row_blocks(height, 64, stride, strip_rows)]
+    assert np.array_equal(np.concatenate([b.probability for b in blocks]), expected.probability, equal_nan=True)
+    assert np.array_equal(np.concatenate([b.uncertainty for b in blocks]), expected.uncertainty, equal_nan=True)
+    assert sum(b.n_scored for b in blocks) == expected.n_scored and sum(b.n_windows for b in blocks) == expected.n_windows
 
 
 def test_scenes_come_from_a_folder_a_glob_or_a_list(scenes: Path, tmp_path: Path) -> None:
@@ -210,7 +210,7 @@ def test_a_killed_worker_loses_no_scene(scenes: Path, reference: Path, client, t
     victim = sorted(before)[0]
     killed = []
 
-    def kill_once() -> None:  # a real kill, while the other bands are queued or running
+    def kill_once() -> None:  # a real kill, while the other row blocks are queued or running
         if not killed:
             os.kill(before[victim], signal.SIGKILL)
             killed.append(victim)
@@ -234,13 +234,13 @@ def test_a_rerun_skips_the_finished_scenes_and_redoes_a_changed_one(scenes: Path
     shutil.copytree(reference, out)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     scored: list[str] = []
-    real = region.score_band
+    real = region.score_row_block
 
     def counting(scene: str, *args):  # noqa: ANN001, ANN202
         scored.append(Path(scene).stem)
         return real(scene, *args)
 
-    monkeypatch.setattr(region, "score_band", counting)
+    monkeypatch.setattr(region, "score_row_block", counting)
     summary = predict_region([scenes], out, BUNDLE, OPTIONS, strip_rows=STRIP_ROWS)
     assert not scored and len(summary.skipped) == len(CROPS) and not summary.done
     assert all(p.stat().st_mtime_ns == stamps[p.name] for p in out.iterdir() if p.suffix in (".tif", ".json"))
@@ -417,7 +417,7 @@ def test_output_folders_that_cannot_be_written_are_one_line_errors_before_any_wo
     from landslide_dvc.serve import predict as single
 
     scored: list[str] = []
-    monkeypatch.setattr(region, "score_band", lambda scene, *args: scored.append(scene))
+    monkeypatch.setattr(region, "score_row_block", lambda scene, *args: scored.append(scene))
     monkeypatch.setattr(single, "score_scene", lambda *args, **kwargs: scored.append("scene"))
     a_file = tmp_path / "results"
     a_file.write_text("the user's notes\n")

@@ -29,7 +29,7 @@ from landslide_dvc.core.mapping_rules import MappingRules, tune_rules
 from landslide_dvc.core.scaling import apply_statistics, fit_statistics
 from landslide_dvc.core.segmentation import SegData, SegParams, build_unet, predict_probabilities
 from landslide_dvc.formats.l4s import load_l4s_split
-from landslide_dvc.formats.synthetic_l4s import RESCALE, SynthesizeL4SParams, write_l4s_dataset
+from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, physical_bands, write_l4s_dataset
 from landslide_dvc.pipeline.export_seg import ExportSegParams, RuleTuningParams, run_export_seg
 from landslide_dvc.serve.bundle import load_bundle
 from landslide_dvc.serve.maps import find_regions
@@ -247,8 +247,7 @@ def test_inputs_that_would_give_a_wrong_map_stop_predict_in_one_line(
     if case == "12 bands":
         write_scene(scene, bands[:12])
     elif case in ("digital numbers", "reflectance"):  # the stand-in's rescaling undone; DN = reflectance x 10,000
-        center, scale = (np.array([RESCALE[b][i] for b in L4S_BANDS[:12]], np.float32)[:, None, None] for i in (0, 1))
-        bands[:12] = (bands[:12] * scale + center) * (10000.0 if case == "digital numbers" else 1.0)
+        bands[:12] = physical_bands(bands, band_axis=0)[:12] * (10000.0 if case == "digital numbers" else 1.0)
         write_scene(scene, bands)
     else:
         scene.mkdir()

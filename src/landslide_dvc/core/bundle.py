@@ -14,6 +14,8 @@ Classifier layout:
   folds/fold_K.safetensors   fold K's network weights (safetensors: tensors only, no code)
   heads/fold_K.skops         svm head: StandardScaler + SVC, skops' secure format
   heads/fold_K.lgbm.txt      lgbm head: LightGBM's own text model format
+  heads/fold_K.logreg.skops  logreg head: StandardScaler + LogisticRegression, skops' secure format
+  (each head's file name is its `core.heads.HEAD_KINDS` entry's)
 (the fc head is the network's own classifier and has no head files)
 Segmentation layout (`landslide_dvc.core.seg_bundle`):
   manifest.json          raw bands, channel set and recipe, normalisation centre/scale, window,

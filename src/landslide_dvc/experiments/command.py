@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from landslide_dvc.core.errors import LandslideError
-from landslide_dvc.experiments.blend import METHODS, comparison_markdown, run_blend
+from landslide_dvc.experiments.ensemble import METHODS, comparison_markdown, run_blend
 from landslide_dvc.experiments.tables import (
     check_keys,
     known_keys,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from landslide_dvc.core.errors import LandslideError, ParamError
+from landslide_dvc.core.heads import HEADS
 from landslide_dvc.core.params import parse_yaml
 
 TABLES_DIR = Path("experiments")
@@ -42,7 +43,6 @@ PRESETS_DIR = Path("presets")
 PARAMS_FILE = Path("params.yaml")
 RESULTS_PAGE = Path("docs/results.md")
 README = Path("README.md")
-HEADS = ("fc", "svm", "lgbm")
 SEG_HEAD = "seg"  # the U-Net of the Landslide4Sense pipeline (l4s rows only)
 
 

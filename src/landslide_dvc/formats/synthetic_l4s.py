@@ -16,8 +16,10 @@ rains. The 14 bands are made from that scene:
   water; B1 aerosol from blue; B9 water vapour and B10 cirrus dim, B10 bright under clouds);
 * slope (degrees) and DEM (metres) come from the scene's terrain, on which scars run downslope.
 
-Then every band is rescaled with fixed constants to means near 0 and standard deviations near 1,
-as the release is (docs/data-formats.md), and stored as float32 ``img`` (H, W, 14) and uint8 ``mask``.
+Then every band is rescaled as the release's are: its stand-in mean and standard deviation are
+mapped onto the per-band figures the release publishes with its baseline loader (``RELEASE_MEAN``,
+``RELEASE_STD``: means from -0.49 to 0.78, standard deviations from 0.84 to 1.61, not exactly 0
+and 1; docs/data-formats.md), and stored as float32 ``img`` (H, W, 14) and uint8 ``mask``.
 Validation and test scenes come from the shifted "test" region, as the release's come from other
 sites than training. Everything is a deterministic function of the parameters.
 """
@@ -50,13 +52,23 @@ _MIXTURES: dict[str, tuple[float, float, float, float, float]] = {
     "B11": (0.0, 0.0, 0.9, 0.35, 0.0),
     "B12": (0.0, 0.0, 0.9, 0.12, 0.0),
 }
-# Per-band (center, scale) of the rescaling, in reflectance / degrees / metres: about the
-# stand-in's training-set mean and standard deviation, rounded.
-RESCALE: dict[str, tuple[float, float]] = {
-    "B1": (0.21, 0.14), "B2": (0.19, 0.14), "B3": (0.20, 0.12), "B4": (0.18, 0.13),
-    "B5": (0.24, 0.11), "B6": (0.30, 0.11), "B7": (0.34, 0.12), "B8": (0.35, 0.12),
-    "B9": (0.12, 0.04), "B10": (0.015, 0.02), "B11": (0.29, 0.14), "B12": (0.21, 0.12),
-    "slope": (17.0, 10.0), "DEM": (1500.0, 660.0),
+# The release's published per-band statistics of its rescaled TrainData (the baseline loader's
+# normalisation constants, in L4S_BANDS order: B1..B12 without B8A, slope, DEM). The stand-in's
+# bands are mapped onto them, so that its files look like the release's.
+RELEASE_MEAN: tuple[float, ...] = (
+    -0.4914, -0.3074, -0.1277, -0.0625, 0.0439, 0.0803, 0.0644, 0.0802, 0.3000, 0.4082, 0.0823, 0.0516, 0.3338, 0.7819,
+)
+RELEASE_STD: tuple[float, ...] = (
+    0.9325, 0.8775, 0.8860, 0.8869, 0.8857, 0.8418, 0.8354, 0.8491, 0.9061, 1.6072, 0.8848, 0.9232, 0.9018, 1.2913,
+)
+# The stand-in's own per-band (mean, std) before that mapping, in reflectance / degrees / metres:
+# measured on the TrainData that l4s/params.yaml draws (1,000 patches, seed 0), rounded to three
+# significant digits (tests/test_l4s.py checks the written files against the release's figures).
+STAND_IN_RAW: dict[str, tuple[float, float]] = {
+    "B1": (0.0821, 0.0375), "B2": (0.0668, 0.0359), "B3": (0.0905, 0.0382), "B4": (0.0668, 0.0427),
+    "B5": (0.142, 0.0554), "B6": (0.242, 0.101), "B7": (0.292, 0.127), "B8": (0.317, 0.14),
+    "B9": (0.111, 0.0491), "B10": (0.00254, 0.00438), "B11": (0.171, 0.0666), "B12": (0.0983, 0.0445),
+    "slope": (17.4, 10.1), "DEM": (1390.0, 674.0),
 }
 
 
@@ -113,8 +125,30 @@ class SynthesizeL4SParams:
         )
 
 
+def _release_mapping() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stand-in mean, gain, release mean) per band: released = (raw - stand-in mean) x gain + release mean."""
+    raw_mean = np.array([STAND_IN_RAW[b][0] for b in L4S_BANDS], np.float32)
+    gain = np.array(RELEASE_STD, np.float32) / np.array([STAND_IN_RAW[b][1] for b in L4S_BANDS], np.float32)
+    return raw_mean, gain, np.array(RELEASE_MEAN, np.float32)
+
+
 def l4s_bands(images: np.ndarray, meta: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Scenes (n, H, W, 12) in the Zindi band order + their terrain -> (n, H, W, 14) L4S bands, rescaled."""
+    """Scenes (n, H, W, 12) in the Zindi band order + their terrain -> (n, H, W, 14) L4S bands, rescaled
+    as the release's: each band's stand-in mean and std mapped onto the release's published ones."""
+    raw_mean, gain, release_mean = _release_mapping()
+    return ((raw_l4s_bands(images, meta, rng) - raw_mean) * gain + release_mean).astype(np.float32)
+
+
+def physical_bands(released: np.ndarray, band_axis: int = -1) -> np.ndarray:
+    """The stand-in's rescaling undone: released bands back to reflectance, degrees and metres."""
+    shape = [1] * released.ndim
+    shape[band_axis] = len(L4S_BANDS)
+    raw_mean, gain, release_mean = (a.reshape(shape) for a in _release_mapping())
+    return ((released - release_mean) / gain + raw_mean).astype(np.float32)
+
+
+def raw_l4s_bands(images: np.ndarray, meta: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """The 14 L4S bands (n, H, W, 14) in physical units: reflectance, slope in degrees, DEM in metres."""
     n = len(images)
     reflectance = images[..., :4] / np.float32(OPTICAL_SCALE)  # Red, Green, Blue, NIR
     red, green, blue, nir = (reflectance[..., i] for i in range(4))
@@ -130,10 +164,7 @@ def l4s_bands(images: np.ndarray, meta: dict[str, np.ndarray], rng: np.random.Ge
     base = rng.uniform(300.0, 2500.0, n).astype(np.float32)[:, None, None]
     dem = base + 250.0 * meta["terrain_height"]
     bands += [slope.astype(np.float32), dem.astype(np.float32)]
-    out = np.stack(bands, axis=-1)
-    center = np.array([RESCALE[b][0] for b in L4S_BANDS], np.float32)
-    scale = np.array([RESCALE[b][1] for b in L4S_BANDS], np.float32)
-    return ((out - center) / scale).astype(np.float32)
+    return np.stack(bands, axis=-1)
 
 
 def _write_split(folder: Path, images: np.ndarray, masks: np.ndarray | None) -> None:

@@ -120,12 +120,12 @@ def check_data_dir(data_dir: str, repo_root: Path | None = None) -> Path:
     return path
 
 
-def assign_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
-    """Stratified, shuffled fold index (0..n_splits-1) of every training image."""
+def assign_folds(labels: np.ndarray, n_splits: int, seed: int, source: str) -> np.ndarray:
+    """Stratified, shuffled fold index (0..n_splits-1) of every training image (``source`` names them in errors)."""
     counts = np.bincount(labels, minlength=2)
     if counts.min() < n_splits:
         raise DataError(
-            f"Train.csv has {counts[1]} landslide and {counts[0]} other images; each class needs at "
+            f"{source} has {counts[1]} landslide and {counts[0]} other images; each class needs at "
             f"least {n_splits} images for {n_splits} stratified folds (folds.ids): add data or use fewer folds"
         )
     fold = np.empty(len(labels), dtype=np.int8)
@@ -250,7 +250,7 @@ def run_normalize(
     norm.check_format("zindi")
     root = Path(data_dir)
     index = read_index(root)
-    fold = assign_folds(index.train_labels, folds.n_splits, folds.seed)
+    fold = assign_folds(index.train_labels, folds.n_splits, folds.seed, str(root / TRAIN_CSV))
     train = load_channels(root, TRAIN_DIR, index.train_ids, TRAIN_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
     test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
     channels = channel_names(norm.channels)  # type: ignore[arg-type]
@@ -296,7 +296,7 @@ def run_normalize_l4s(
         )
     assert train.masks is not None  # masks_required
     labels = labels_from_masks(train.masks, l4s.min_pixels)
-    fold = assign_folds(labels, folds.n_splits, folds.seed)
+    fold = assign_folds(labels, folds.n_splits, folds.seed, f"{train.folder} (labels from masks with >= {l4s.min_pixels} landslide pixels)")
     train_images = derive_l4s_channels(train.images, norm.channels)  # type: ignore[arg-type]
     test_images = derive_l4s_channels(test.images, norm.channels)  # type: ignore[arg-type]
     channels = l4s_channel_names(norm.channels)  # type: ignore[arg-type]

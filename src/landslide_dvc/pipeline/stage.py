@@ -46,5 +46,5 @@ def fold_argument(description: str) -> int:
 def head_argument(description: str) -> str:
     """Parse the ``--head NAME`` loop variable of the fit_head stages."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--head", required=True, help="fc, svm or lgbm")
+    parser.add_argument("--head", required=True, help="a head of core.heads.HEAD_KINDS (fc, svm, ...)")
     return parser.parse_args().head

@@ -28,13 +28,13 @@ import numpy as np
 from landslide_dvc.core.bands import RAW_BANDS
 from landslide_dvc.core.channels import INDEX_CHANNELS, index_channels
 from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.heads import check_lgbm_params
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.metrics import read_answers
 from landslide_dvc.core.params import params_section, require
 from landslide_dvc.pipeline.crossval import CrossValResult, Fold, cross_validate, write_predictions
-from landslide_dvc.pipeline.fit_head import HeadParams, fit_predict, head_metrics
+from landslide_dvc.pipeline.fit_head import fit_predict, head_metrics
 from landslide_dvc.pipeline.h5data import Part, open_h5, read_strings
-from landslide_dvc.pipeline.lgbm import check_lgbm_params
 
 NAME = "stats_gbm"
 BASE_STATISTICS = ("mean", "std", "min", "max")
@@ -60,13 +60,6 @@ class StatsBaselineParams:
             f"stats_baseline.threshold={self.threshold} must be in (0, 1) or 'oof'",
         )
         check_lgbm_params(self.lgbm, "stats_baseline")
-
-    def as_lgbm_head(self) -> HeadParams:
-        """These settings as the `lgbm` head's, so its fitting and metrics run unchanged.
-
-        The lgbm head reads threshold, seed and lgbm; the SVM fields are not used by it.
-        """
-        return HeadParams(kernel="rbf", C=1.0, gamma="scale", threshold=self.threshold, seed=self.seed, lgbm=self.lgbm)
 
 
 def feature_names(percentiles: list[float], indices: bool) -> list[str]:
@@ -134,7 +127,7 @@ def feature_folds(train: Features, test: Features) -> Iterator[Fold]:
 
 def fit_folds(params: StatsBaselineParams, train: Features, test: Features) -> CrossValResult:
     """LightGBM per fold of train.h5's fold column: out-of-fold and fold-averaged test scores."""
-    fit = partial(fit_predict, "lgbm", params.as_lgbm_head())
+    fit = partial(fit_predict, "lgbm", params)  # the lgbm head reads lgbm and seed, which this section has
     return cross_validate(feature_folds(train, test), fit, producer="normalize")
 
 
@@ -154,7 +147,7 @@ def run_stats_baseline(
         raise DataError(f"{train_path} has no labels/fold columns; rerun `dvc repro -f normalize`")
     result = fit_folds(params, train, test)
     answers = read_answers(answers_path, result.test_ids)
-    metrics = head_metrics(NAME, params.as_lgbm_head(), result, answers)  # type: ignore[arg-type]
+    metrics = head_metrics(NAME, params.threshold, result, answers)
     names = feature_names(params.percentiles, params.indices)
     metrics["n_features"] = len(names)
     with atomic_paths(out_predictions, out_metrics) as (tmp_predictions, tmp_metrics):

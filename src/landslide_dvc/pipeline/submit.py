@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.errors import DataError, ParamError
+from landslide_dvc.core.heads import check_head
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.metrics import read_answers, scores_metrics
 from landslide_dvc.core.params import params_section
@@ -25,7 +25,13 @@ from landslide_dvc.pipeline.h5data import load_split, open_h5, read_strings
 class SubmitParams:
     """`submit:` section."""
 
-    head: Literal["fc", "svm", "lgbm"]  # which head's predictions go to the leaderboard
+    head: str  # which head's predictions go to the leaderboard: a name of core.heads.HEADS
+
+    def validate(self) -> None:
+        try:
+            check_head(self.head)
+        except ParamError as exc:
+            raise ParamError(f"submit.head: {exc}") from None
 
 
 def run_submit(

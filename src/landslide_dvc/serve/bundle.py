@@ -1,7 +1,7 @@
 """A model bundle loaded for prediction: every file checked against its sha256, nothing unpickled.
 
-Loading verifies every sha256 first, then reads weights with safetensors, the svm head with skops
-and an explicit trusted-type list, and LightGBM from text (`landslide_dvc.core.heads`).
+Loading verifies every sha256 first, then reads weights with safetensors, the scikit-learn heads with
+skops and an explicit trusted-type list, and LightGBM from text (`landslide_dvc.core.heads`).
 
 Scoring (`Bundle.score_inputs`) builds the test-time-augmentation views of a batch once and sends
 them, stacked along the batch axis, through every fold's network in one forward pass each: the
@@ -50,7 +50,7 @@ from landslide_dvc.core.channels import (
 )
 from landslide_dvc.core.devices import autocast, prepare_model, to_memory_format
 from landslide_dvc.core.errors import DataError
-from landslide_dvc.core.heads import Head, head_scores, load_head
+from landslide_dvc.core.heads import HEADS, Head, head_scores, load_head
 from landslide_dvc.core.inference import TTA_VIEWS, dihedral_views, view_mean
 from landslide_dvc.core.model import ModelParams, create_model, embed, resize_input
 from landslide_dvc.core.scaling import apply_statistics
@@ -231,7 +231,7 @@ def load_bundle(path: str | Path) -> Bundle | SegBundle:
         verify_files(path, manifest)
         if bundle_kind(path, manifest) == SEGMENTATION:
             return load_seg_bundle(path, manifest)
-        if manifest["tta"] not in TTA_VIEWS or manifest["head"] not in ("fc", "svm", "lgbm"):
+        if manifest["tta"] not in TTA_VIEWS or manifest["head"] not in HEADS:
             raise DataError(f"{path / MANIFEST} has tta {manifest['tta']} / head {manifest['head']}; re-export the bundle")
         params = ModelParams(
             backbone=str(manifest["backbone"]), pretrained=False, checkpoint=None,

@@ -11,11 +11,11 @@
   region layer is written only when a scene was mapped, and only where no file is or where predict
   wrote it before (its layer and columns say so); a scene named ``landslides`` (the region layer's
   name) and a scene whose outputs would replace files predict did not write are refused up front.
-- **Tasks** are bands of a scene: the pixel rows from one window row to the next band's first window
-  row, scored by every window that touches them (the band's own window rows plus the halo of windows
-  starting up to one window above). Each band blends its windows in the single-scene order (row by
+- **Tasks** are row blocks of a scene: the pixel rows from one window row to the next block's first window
+  row, scored by every window that touches them (the block's own window rows plus the halo of windows
+  starting up to one window above). Each block blends its windows in the single-scene order (row by
   row, column by column) on its own accumulators, so every pixel adds the same tiles in the same
-  order as `serve.predict.score_scene` and the bands' maps, stacked, equal its map bit for bit
+  order as `serve.predict.score_scene` and the blocks' maps, stacked, equal its map bit for bit
   (window scores do not depend on which windows share a batch; tests check the equality).
 - **Workers** load the bundle once per process (a cache keyed by the bundle's path and the sha256 of
   its manifest, which holds every file's sha256) and choose their device once, with
@@ -75,18 +75,18 @@ class RegionOptions:
 
 
 @dataclass(frozen=True)
-class Band:
+class RowBlock:
     """A task: pixel rows [top, bottom) of a scene, and the window rows that touch them."""
 
     index: int
     top: int
     bottom: int
     window_rows: tuple[int, ...]
-    owned_rows: tuple[int, ...]  # the window rows this band counts (each window row is counted once)
+    owned_rows: tuple[int, ...]  # the window rows this block counts (each window row is counted once)
 
 
 @dataclass
-class BandResult:
+class RowBlockResult:
     top: int
     probability: np.ndarray  # (bottom - top, width) float32
     uncertainty: np.ndarray  # (bottom - top, width) float32
@@ -113,7 +113,7 @@ class RegionSummary:
 
 
 # ----------------------------------------------------------------------------------------------
-# Scenes and bands
+# Scenes and row blocks
 
 
 def is_region_spec(paths: Sequence[Path]) -> bool:
@@ -256,17 +256,17 @@ def foreign_output(out_dir: Path, scene: Path) -> Path | None:
     return None
 
 
-def scene_bands(height: int, window: int, stride: int, strip_rows: int = STRIP_ROWS) -> list[Band]:
+def scene_row_blocks(height: int, window: int, stride: int, strip_rows: int = STRIP_ROWS) -> list[RowBlock]:
     """The scene's tasks: ``strip_rows`` window rows each, plus the windows above that reach into them."""
     rows = window_offsets(height, stride, window)
-    bands = []
+    blocks = []
     for index, start in enumerate(range(0, len(rows), strip_rows)):
         owned = rows[start : start + strip_rows]
         top = 0 if start == 0 else owned[0]
         bottom = height if start + strip_rows >= len(rows) else rows[start + strip_rows]
         touching = tuple(r for r in rows if r < bottom and r + window > top)
-        bands.append(Band(index, top, bottom, touching, tuple(owned)))
-    return bands
+        blocks.append(RowBlock(index, top, bottom, touching, tuple(owned)))
+    return blocks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,23 +295,23 @@ def worker_model(bundle_path: str, bundle_sha256: str, preference: str) -> tuple
     return _WORKER_MODELS[key], device
 
 
-def score_band(scene: str, bundle_path: str, bundle_sha256: str, options: RegionOptions, band: Band) -> BandResult:
-    """One task: the band's windows scored (`serve.strips.scored_tiles`, as `score_scene` scores them) and
-    blended in the same order on the band's own accumulators; its rows of the map."""
+def score_row_block(scene: str, bundle_path: str, bundle_sha256: str, options: RegionOptions, block: RowBlock) -> RowBlockResult:
+    """One task: the block's windows scored (`serve.strips.scored_tiles`, as `score_scene` scores them) and
+    blended in the same order on the block's own accumulators; its rows of the map."""
     use_threads(options.threads)
     model, device = worker_model(bundle_path, bundle_sha256, options.device)
     w = model.window
-    base = band.window_rows[0]
+    base = block.window_rows[0]
     with open_scene(Path(scene), model.bands, w, kind=model.kind) as src:
         cols = window_offsets(src.width, options.stride, w)
-        blender = Blender(band.window_rows[-1] + w - base, src.width, w, TAPER_FLOOR, with_spread=True)
+        blender = Blender(block.window_rows[-1] + w - base, src.width, w, TAPER_FLOOR, with_spread=True)
         n_scored = 0
-        # the scene's first band checks its first strip's scale as a whole, as score_scene does
-        for batch in scored_tiles(src, model, band.window_rows, cols, device, options.batch_size, scene, check_whole=band.index == 0):
+        # the scene's first block checks its first strip's scale as a whole, as score_scene does
+        for batch in scored_tiles(src, model, block.window_rows, cols, device, options.batch_size, scene, check_whole=block.index == 0):
             blender.add_batch([(r - base, c) for r, c in batch.where], batch.tiles.probability, batch.tiles.spread)
-            n_scored += sum(r in band.owned_rows for r, _ in batch.where)
-    own = slice(band.top - base, band.bottom - base)
-    return BandResult(band.top, blender.result()[own], blender.uncertainty()[own], n_scored, len(band.owned_rows) * len(cols))
+            n_scored += sum(r in block.owned_rows for r, _ in batch.where)
+    own = slice(block.top - base, block.bottom - base)
+    return RowBlockResult(block.top, blender.result()[own], blender.uncertainty()[own], n_scored, len(block.owned_rows) * len(cols))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,37 +377,37 @@ class ScenePlan:
     georef: Georef
     height: int
     width: int
-    bands: list[Band]
-    results: dict[int, BandResult] = field(default_factory=dict)
+    blocks: list[RowBlock]
+    results: dict[int, RowBlockResult] = field(default_factory=dict)
     scaling: DeclaredScaling | None = None  # the scene's declared band scales and offsets (named in the map's tags)
 
 
-BandRunner = Callable[[list[tuple[ScenePlan, Band]]], Iterable[tuple[ScenePlan, Band, BandResult | BaseException]]]
+RowBlockRunner = Callable[[list[tuple[ScenePlan, RowBlock]]], Iterable[tuple[ScenePlan, RowBlock, RowBlockResult | BaseException]]]
 
 
-def run_in_process(tasks: list[tuple[ScenePlan, Band]], bundle_path: str, bundle_sha: str, options: RegionOptions) -> Iterable[tuple[ScenePlan, Band, BandResult | BaseException]]:
-    for plan, band in tasks:
+def run_in_process(tasks: list[tuple[ScenePlan, RowBlock]], bundle_path: str, bundle_sha: str, options: RegionOptions) -> Iterable[tuple[ScenePlan, RowBlock, RowBlockResult | BaseException]]:
+    for plan, block in tasks:
         try:
-            yield plan, band, score_band(str(plan.scene), bundle_path, bundle_sha, options, band)
+            yield plan, block, score_row_block(str(plan.scene), bundle_path, bundle_sha, options, block)
         except Exception as exc:  # noqa: BLE001 - reported per scene; the other scenes go on
-            yield plan, band, exc
+            yield plan, block, exc
 
 
-def run_on_cluster(client: Any, tasks: list[tuple[ScenePlan, Band]], bundle_path: str, bundle_sha: str, options: RegionOptions) -> Iterable[tuple[ScenePlan, Band, BandResult | BaseException]]:
+def run_on_cluster(client: Any, tasks: list[tuple[ScenePlan, RowBlock]], bundle_path: str, bundle_sha: str, options: RegionOptions) -> Iterable[tuple[ScenePlan, RowBlock, RowBlockResult | BaseException]]:
     from distributed import as_completed
 
     futures = {}
     bundle_path = str(Path(bundle_path).resolve())  # workers elsewhere share the file system, not this process's folder
-    for plan, band in tasks:
+    for plan, block in tasks:
         # pure=False: a rerun after a failure must score again, never reuse a cached result by key
-        future = client.submit(score_band, str(plan.scene.resolve()), bundle_path, bundle_sha, options, band, pure=False)
-        futures[future] = (plan, band)
+        future = client.submit(score_row_block, str(plan.scene.resolve()), bundle_path, bundle_sha, options, block, pure=False)
+        futures[future] = (plan, block)
     for future in as_completed(futures):
-        plan, band = futures.pop(future)
+        plan, block = futures.pop(future)
         try:
-            yield plan, band, future.result()
+            yield plan, block, future.result()
         except Exception as exc:  # noqa: BLE001 - a bad scene, or a task that lost its worker too often
-            yield plan, band, exc
+            yield plan, block, exc
         future.release()
 
 
@@ -452,11 +452,11 @@ def predict_region(
                 continue
             with open_scene(scene, model.bands, model.window, kind=model.kind) as src:
                 georef, height, width, scaling = Georef(src.crs, src.transform), src.height, src.width, DeclaredScaling.of(src)
-            bands = scene_bands(height, model.window, options.stride, strip_rows)
-            plans.append(ScenePlan(scene, key, georef, height, width, bands, scaling=scaling))
+            blocks = scene_row_blocks(height, model.window, options.stride, strip_rows)
+            plans.append(ScenePlan(scene, key, georef, height, width, blocks, scaling=scaling))
         except (LandslideError, OSError) as exc:
             summary.failed[str(scene)] = one_line(exc)
-    tasks = [(plan, band) for plan in plans for band in plan.bands]
+    tasks = [(plan, block) for plan in plans for block in plan.blocks]
     n_windows = sum(len(window_offsets(p.width, options.stride, model.window)) * len(b.owned_rows) for p, b in tasks)
     source = (
         run_on_cluster(client, tasks, str(bundle_path), bundle_sha, options) if client is not None
@@ -466,9 +466,9 @@ def predict_region(
     window_bar = tqdm(total=n_windows, desc="predict windows", unit="window", file=sys.stderr, position=1, mininterval=1.0)
     scene_bar.update(len(summary.skipped) + len(summary.failed))
     with scene_bar, window_bar:
-        for plan, band, result in source:
+        for plan, block, result in source:
             name = str(plan.scene)
-            window_bar.update(len(window_offsets(plan.width, options.stride, model.window)) * len(band.owned_rows))
+            window_bar.update(len(window_offsets(plan.width, options.stride, model.window)) * len(block.owned_rows))
             if on_band is not None:
                 on_band()
             if name in summary.failed:
@@ -477,8 +477,8 @@ def predict_region(
                 summary.failed[name] = one_line(result)
                 scene_bar.update()
                 continue
-            plan.results[band.index] = result
-            if len(plan.results) == len(plan.bands):
+            plan.results[block.index] = result
+            if len(plan.results) == len(plan.blocks):
                 try:
                     finish_scene(plan, model, options, out_dir)
                     summary.done.append(name)
@@ -497,10 +497,10 @@ def predict_region(
 
 
 def finish_scene(plan: ScenePlan, model: SceneModel, options: RegionOptions, out_dir: Path) -> None:
-    """The bands stacked into the scene's map, its COG and polygons, then its manifest (last)."""
-    bands = [plan.results[b.index] for b in plan.bands]
-    probability = np.concatenate([b.probability for b in bands])
-    uncertainty = np.concatenate([b.uncertainty for b in bands])
+    """The blocks stacked into the scene's map, its COG and polygons, then its manifest (last)."""
+    blocks = [plan.results[b.index] for b in plan.blocks]
+    probability = np.concatenate([b.probability for b in blocks])
+    uncertainty = np.concatenate([b.uncertainty for b in blocks])
     files, _ = outputs_of(out_dir, plan.scene)
     slope = None
     if model.slope_band() is not None:
@@ -508,7 +508,7 @@ def finish_scene(plan: ScenePlan, model: SceneModel, options: RegionOptions, out
             slope = scene_slope(src, model)
     scored = scene_map(probability, uncertainty, plan.georef, model, options.stride, slope, plan.scaling)
     n_regions = write_map_outputs(scored, files)
-    write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in bands), sum(b.n_windows for b in bands), n_regions)
+    write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in blocks), sum(b.n_windows for b in blocks), n_regions)
 
 
 def write_region_layer(out_dir: Path, scenes: Sequence[Path]) -> int:
@@ -563,4 +563,4 @@ def close_client(client: Any) -> None:
         cluster.close()
 
 
-__all__ = ["RegionOptions", "RegionSummary", "is_region_spec", "list_scenes", "predict_region", "scene_bands", "score_band"]
+__all__ = ["RegionOptions", "RegionSummary", "is_region_spec", "list_scenes", "predict_region", "scene_row_blocks", "score_row_block"]

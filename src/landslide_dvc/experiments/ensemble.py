@@ -3,7 +3,7 @@
     landslide-dvc experiments blend t3-svm-c0.75 t3-lgbm t2-robust:fc [--method mean|rank|weights]
 
 A member is ``NAME[:HEAD]``: an experiment name (``dvc exp show``), a branch or a commit, and the head
-whose scores it contributes (``fc``, ``svm`` or ``lgbm``; default: the head that experiment submits,
+whose scores it contributes (a head of ``core.heads.HEADS``; default: the head that experiment submits,
 ``submit.head``). Each member's scores are its own ``data/heads/<head>.h5``, found through the
 experiment commit's dvc.lock in the DVC cache, so nothing is rerun and the workspace is not touched.
 
@@ -37,10 +37,10 @@ import numpy as np
 import yaml
 
 from landslide_dvc.core.errors import DataError, LandslideError, ParamError
+from landslide_dvc.core.heads import HEADS
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.metrics import best_threshold, read_answers, scores_metrics
 from landslide_dvc.core.submission import submission_rows, write_submission
-from landslide_dvc.experiments.tables import HEADS
 from landslide_dvc.pipeline.h5data import open_h5, read_strings
 
 Method = Literal["mean", "rank", "weights"]

@@ -18,7 +18,7 @@ import yaml
 
 from landslide_dvc.core.errors import ParamError
 from landslide_dvc.experiments import main
-from landslide_dvc.experiments.blend import blend, empirical_cdf, log_loss_weights
+from landslide_dvc.experiments.ensemble import blend, empirical_cdf, log_loss_weights
 from landslide_dvc.pipeline.crossval import CrossValResult, write_predictions
 
 N_OOF, N_TEST = 200, 80

@@ -2,6 +2,7 @@
 
     python bench/predict_scene.py [--bundle models/bundle | l4s/models/seg_bundle] [--size 2048] [--stride S]
                                   [--device auto] [--batch-size B] [--repeats 1] [--figure F.png] [--workdir DIR]
+                                  [--windows blend|intersection]
 
 The scene is the one `synthesize_scene` draws (`landslide_dvc.formats.synthetic_scene`), at ``--size``:
 one continuous landscape with every landslide known, a no-data corner, 10 m UTM pixels. A window
@@ -9,7 +10,8 @@ classifier bundle (models/bundle) gets the Zindi scene (12 bands at the archive'
 parameters of params.yaml's ``scene`` section); a segmentation bundle (l4s/models/seg_bundle) gets
 the Landslide4Sense scene (14 rescaled bands, l4s/params.yaml). It is mapped exactly as
 `landslide-dvc predict SCENE.tif` does (strip reading, no-data masking, per-window scale check,
-preprocessing once per strip, batched TTA views, edge-tapered blending, COG + GeoPackage writing)
+preprocessing once per strip, batched TTA views, the kind's window combination (the classifier's
+intersection, the U-Net's edge-tapered blend; `--windows` as predict's), COG + GeoPackage writing)
 and the map is scored against the truth as `score_map` does. Two baselines get the same windows,
 already preprocessed and in the same batches:
   bare forward     the pipeline's own prediction path, views built one at a time: per fold
@@ -20,7 +22,7 @@ One batch and one tiny map go through first (warm-up); ``--repeats`` keeps each 
 time. The seam lines compare the map with a plain mean of the same tiles: the largest jump between
 neighbouring pixels across window edges and inside windows, over the pixels every grid window
 covering them was scored. Last line: `ratio: X` = predict time / bare forward time (goal <= 1.2).
-``--figure`` writes a PNG of the scene's RGB, the plain mean and the blended map.
+``--figure`` writes a PNG of the scene's RGB, the plain mean and predict's map.
 """
 
 from __future__ import annotations
@@ -245,11 +247,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="time each path this many times, keep the fastest")
     parser.add_argument("--figure", type=Path, help="write a PNG of the predicted map here (e.g. docs/predict_map.png)")
+    parser.add_argument("--windows", choices=["blend", "intersection"], help="as predict's --windows (default: the bundle kind's)")
     parser.add_argument("--workdir", type=Path, help="keep the scene and outputs here (default: a temporary folder)")
     args = parser.parse_args()
 
     device = select_device(args.device, "--device")
     bundle = load_bundle(args.bundle).to(device)
+    if args.windows:
+        bundle.override_window_combination(args.windows)
+    label = {"blend": "blended", "intersection": "intersection"}[bundle.window_combination]
     args.stride = args.stride or bundle.window // 2
     args.batch_size = args.batch_size or bundle.default_batch_size
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,7 +274,7 @@ def main() -> None:
         flat = plain_mean(result.probability.shape, bundle.window, m["taps"])
         mean_map, full = flat.result(), fully_covered(flat, args.stride)
         if args.figure:
-            maps = {"plain mean of the windows": mean_map, "Hann-weighted blend (predict)": result.probability}
+            maps = {"plain mean of the windows": mean_map, f"predict's map ({bundle.window_combination})": result.probability}
             save_figure(args.figure, scene, maps, bundle.threshold, max(1, args.size // 1024))
             print(f"figure: {args.figure}")
 
@@ -284,7 +290,7 @@ def main() -> None:
     print(f"networks alone: {network_s:.2f} s, {n / network_s:.1f} windows/s")
     print(f"map vs truth: pixel F1 {pixel['f1']:.3f} (P {pixel['precision']:.3f}, R {pixel['recall']:.3f}, IoU {pixel['iou']:.3f}); "
           f"objects found {objects['n_found']}/{objects['n_true']}, right {objects['n_right']}/{objects['n_pred']}")
-    for name, probability in (("plain mean", mean_map), ("blended", result.probability)):
+    for name, probability in (("plain mean", mean_map), (label, result.probability)):
         across, inside = seam_jumps(np.where(full, probability, np.nan), args.size, args.stride, bundle.window)
         mean_across, mean_inside = mean_seam_jumps(np.where(full, probability, np.nan), args.size, args.stride, bundle.window)
         print(f"seams {name}: max neighbour jump {across:.4f} across window edges, {inside:.4f} inside windows; mean "

@@ -98,8 +98,9 @@ class PixelModel:
 
     kind, tta, window, threshold = "classifier", 1, 64, 0.5
 
-    def __init__(self, bands: list[str]) -> None:
+    def __init__(self, bands: list[str], window_combination: str = "blend") -> None:
         self.bands = bands
+        self.window_combination = window_combination
 
     @property
     def rules(self) -> MappingRules:
@@ -119,18 +120,21 @@ class PixelModel:
         return Tiles(inputs, np.abs(inputs - 0.5).astype(np.float32))  # a spread that varies too
 
 
+@pytest.mark.parametrize("combination", ["blend", "intersection"])
 @pytest.mark.parametrize(("stride", "strip_rows"), [(24, 1), (24, 3), (40, 2), (64, 1), (32, 16)])
-def test_stacked_row_blocks_are_score_scenes_map_bit_for_bit(scenes: Path, monkeypatch: pytest.MonkeyPatch, stride: int, strip_rows: int) -> None:
+def test_stacked_row_blocks_are_score_scenes_map_bit_for_bit(
+    scenes: Path, monkeypatch: pytest.MonkeyPatch, stride: int, strip_rows: int, combination: str
+) -> None:
     import torch
 
     from landslide_dvc.serve.predict import score_scene
     from landslide_dvc.serve.scene import open_scene
 
     with rasterio.open(scenes / "north.tif") as src:  # with the scene's no-data corner
-        model = PixelModel([f"b{i}" for i in range(src.count)])
+        model = PixelModel([f"b{i}" for i in range(src.count)], combination)
         height = src.height
     monkeypatch.setattr(region, "_WORKER_MODELS", {("pixel", "sha"): model})
-    options = RegionOptions(stride, 7, 0, "cpu")
+    options = RegionOptions(stride, 7, 0, "cpu")  # the worker's model decides the combination, as the bundle's kind does
     with open_scene(scenes / "north.tif", model.bands, 64) as src:
         expected = score_scene(src, model, stride, torch.device("cpu"), 7, "north.tif")
     blocks = [region.score_row_block(str(scenes / "north.tif"), "pixel", "sha", options, b) for b in scene_row_blocks(height, 64, stride, strip_rows)]

@@ -239,7 +239,7 @@ def test_classifier_tiles_are_the_window_scores() -> None:
 class MeanModel:
     """A SceneModel whose windows predict, per pixel, band 0 / 10,000 (tiles differ inside a window)."""
 
-    bands, window, threshold = BANDS, 64, 0.5
+    bands, window, threshold, window_combination = BANDS, 64, 0.5, "blend"
 
     def __init__(self) -> None:
         self.batches: list[int] = []
@@ -263,6 +263,52 @@ def write_scene(path: Path, bands: np.ndarray, georef: Georef | None = UTM, noda
         profile["nodata"] = nodata
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(bands.astype(np.float32))
+
+
+def perfect_window_scores(truth: np.ndarray, window: int, stride: int) -> dict[tuple[int, int], float]:
+    """What a perfect window classifier says: 1 where a window holds a landslide pixel, else 0."""
+    offsets = range(0, truth.shape[0] - window + 1, stride)
+    return {(r, c): float(truth[r : r + window, c : c + window].any()) for r in offsets for c in offsets}
+
+
+def test_the_intersection_of_positive_windows_keeps_the_landslide_and_its_stride_wide_rim() -> None:
+    window, stride = 64, 16
+    truth = np.zeros((256, 256), bool)
+    truth[100:112, 130:140] = True  # a 12 x 10 px landslide
+    blender = Blender(256, 256, window)
+    for (r, c), score in perfect_window_scores(truth, window, stride).items():
+        blender.add(r, c, score)
+    inside = blender.combined("intersection") >= 0.5
+    blended = blender.combined("blend") >= 0.5
+    assert inside[truth].all()  # every landslide pixel: every window over it holds the landslide
+    rows, cols = np.nonzero(inside)  # the rest lies within a stride of it (window starts are a stride apart)
+    assert rows.min() > 100 - stride and rows.max() < 112 + stride and cols.min() > 130 - stride and cols.max() < 140 + stride
+    assert blended[truth].all() and blended.sum() > 10 * inside.sum()  # the blend lights up whole windows
+    np.testing.assert_array_equal(blender.combined("blend"), blender.result())
+    with pytest.raises(ValueError, match="unknown window combination 'median'"):
+        blender.combined("median")
+
+
+def test_the_intersection_is_the_lowest_covering_tile_and_nan_where_none() -> None:
+    blender = Blender(4, 6, 4)
+    blender.add(0, 0, np.full((4, 4), 0.9))
+    blender.add(0, 2, np.full((4, 4), 0.2))
+    out = blender.intersection()
+    np.testing.assert_array_equal(out[:, :2], np.float32(0.9))
+    np.testing.assert_array_equal(out[:, 2:], np.float32(0.2))
+    assert out.dtype == np.float32
+    assert np.isnan(Blender(2, 2, 2).intersection()).all()
+
+
+def test_the_classifier_maps_by_intersection_and_predicts_windows_option_overrides_it() -> None:
+    from landslide_dvc.serve.predict import map_tags
+
+    bundle = tiny_bundle("fc", 1)
+    assert bundle.window_combination == "intersection"
+    assert map_tags(bundle, 32, TAPER_FLOOR)["LANDSLIDE_BLEND"].startswith("intersection: each pixel's probability is the lowest")
+    bundle.override_window_combination("blend")
+    assert bundle.window_combination == "blend"
+    assert map_tags(bundle, 32, TAPER_FLOOR)["LANDSLIDE_BLEND"].startswith("Hann window weights at pixel centres")
 
 
 def test_score_scene_scores_full_batches_skips_no_data_and_blends_pixel_tiles(tmp_path: Path) -> None:

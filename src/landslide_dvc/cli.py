@@ -41,6 +41,12 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
         "--stride", type=int, help="scene: pixels between window starts (default: half the bundle's window, 32 or 64)",
     )
     p.add_argument(
+        "--windows", choices=["blend", "intersection"],
+        help="scene: how overlapping windows make a pixel's probability: blend (Hann-weighted mean; the U-Net's "
+        "default) or intersection (the lowest covering window's score; the classifier's default: a pixel is a "
+        "landslide only where every window over it is)",
+    )
+    p.add_argument(
         "--polygons", type=Path,
         help="scene: regions at/above the threshold, .gpkg (scene CRS) or .geojson (WGS 84); default: --out with .gpkg",
     )
@@ -81,7 +87,8 @@ def wants_region(args: argparse.Namespace) -> bool:
 
 
 def apply_rule_options(bundle: Any, args: argparse.Namespace) -> None:
-    """predict's --min-area, --min-slope, --no-slope-rule and --fill-holes over the bundle's mapping rules."""
+    """predict's --min-area, --min-slope, --no-slope-rule and --fill-holes over the bundle's mapping rules, and
+    --windows over its kind's window combination."""
     for flag, value in (("--min-area", args.min_area), ("--fill-holes", args.fill_holes)):
         if value is not None and not value >= 0:
             raise LandslideError(f"{flag} {value} must be an area >= 0 (m^2)")
@@ -96,6 +103,8 @@ def apply_rule_options(bundle: Any, args: argparse.Namespace) -> None:
     if args.no_slope_rule:
         changes["min_slope"] = None
     bundle.override_rules(**changes)
+    if args.windows is not None:
+        bundle.override_window_combination(args.windows)
 
 
 def predict_command(args: argparse.Namespace) -> str:
@@ -138,7 +147,7 @@ def region_command(args: argparse.Namespace) -> str:
     options = RegionOptions(
         stride=bundle.window // 2 if args.stride is None else args.stride,
         batch_size=bundle.default_batch_size if args.batch_size is None else args.batch_size,
-        threads=args.threads, device=args.device,
+        threads=args.threads, device=args.device, window_combination=args.windows,
     )
     client = start_client(args.workers, args.scheduler)
     try:

@@ -43,6 +43,10 @@ MANIFEST = "manifest.json"
 CLASSIFIER = "classifier"
 SEGMENTATION = "segmentation"
 BUNDLE_KINDS = (CLASSIFIER, SEGMENTATION)
+# How a kind's overlapping windows make a scene map (`serve.blend`): a classifier's window score says
+# "a landslide somewhere in this window", so a pixel keeps the lowest score over it (the intersection
+# of the positive windows); the U-Net predicts each pixel, and its tiles are blended.
+DEFAULT_WINDOW_COMBINATION = {CLASSIFIER: "intersection", SEGMENTATION: "blend"}
 
 
 CHANNEL_RECIPE = "landslide_dvc.core.channels.raw_to_channels"  # optical / optical_scale, then derived channels
@@ -52,7 +56,9 @@ class ManifestFields:
     """What every kind of loaded bundle reads from its manifest (``self.manifest``)."""
 
     manifest: dict[str, Any]
+    kind: str  # CLASSIFIER or SEGMENTATION (each loaded bundle's class sets it)
     _rule_overrides: dict[str, Any] = {}  # noqa: RUF012 - replaced, never changed in place (override_rules)
+    _window_combination: str | None = None  # predict's --windows (override_window_combination)
 
     @property
     def bands(self) -> list[str]:
@@ -83,6 +89,14 @@ class ManifestFields:
         if unknown:
             raise ValueError(f"no mapping rule named {', '.join(sorted(unknown))}")
         self._rule_overrides = {**self._rule_overrides, **changes}
+
+    @property
+    def window_combination(self) -> str:
+        """How overlapping windows make a scene's map: "blend" or "intersection" (the kind's default, or predict's option)."""
+        return self._window_combination or DEFAULT_WINDOW_COMBINATION[self.kind]
+
+    def override_window_combination(self, combination: str) -> None:
+        self._window_combination = combination
 
     def slope_band(self) -> str | None:
         """The scene band the slope rule reads, where the rules have a slope limit."""

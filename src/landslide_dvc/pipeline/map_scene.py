@@ -8,6 +8,7 @@ maps/scene.tif (probability Cloud Optimized GeoTIFF) and maps/scene.gpkg (polygo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from landslide_dvc.core.devices import Device, select_device
 from landslide_dvc.core.params import params_section, require
@@ -24,6 +25,7 @@ class MapSceneParams:
     batch_size: int  # windows per forward pass
     device: Device  # as embed.device
     threads: int  # CPU intra-op threads (results depend on it); 0: torch's default
+    windows: Literal["default", "blend", "intersection"]  # as predict's --windows; default: the bundle kind's
 
     def validate(self) -> None:
         require(self.stride >= 1, f"map_scene.stride={self.stride} must be >= 1 pixel")
@@ -36,6 +38,8 @@ def run_map_scene(params: MapSceneParams, bundle_dir: Path, scene: Path, out: Pa
     use_threads(params.threads)
     device = select_device(params.device, "map_scene.device")
     bundle = load_bundle(bundle_dir).to(device)
+    if params.windows != "default":
+        bundle.override_window_combination(params.windows)
     out.parent.mkdir(parents=True, exist_ok=True)
     polygons.parent.mkdir(parents=True, exist_ok=True)
     return predict_scene(bundle, scene, out, polygons, params.stride, device, params.batch_size)

@@ -26,6 +26,15 @@ standard deviation of all the votes behind it, each window's votes weighted as t
 
 (the variance of the mixture: the windows' own spread plus the spread between windows). Where
 every vote agrees (all ``s_k`` 0 and all ``m_k`` equal) it is exactly 0, not a rounding residue.
+
+**Intersection** (``combined("intersection")``, the window classifier's default): a pixel's value
+is the lowest score of the windows covering it. A classifier's window score says "a landslide
+somewhere in these 64 x 64 px", not where; a pixel on a landslide lies in positive windows only,
+while a pixel beside it is also covered by windows that miss the landslide. So the pixels whose
+every covering window is positive are the intersection of the positive windows, which narrows a
+positive window down to about ``stride`` px around the landslide instead of lighting up all of it.
+The blend of the same scores lights up every positive window. The U-Net predicts each pixel, and
+its tiles are blended.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from collections.abc import Sequence
 import numpy as np
 
 TAPER_FLOOR = 1e-3
+WINDOW_COMBINATIONS = ("blend", "intersection")  # how covering windows make a pixel's value (see above)
 
 
 def edge_taper(size: int, floor: float = TAPER_FLOOR) -> np.ndarray:
@@ -60,9 +70,9 @@ class Blender:
         self.total = np.zeros((height, width), np.float64)
         self.weight_sum = np.zeros((height, width), np.float64)
         self.with_spread = with_spread
+        self.low = np.full((height, width), np.inf, np.float64)  # the intersection, and "every vote agrees"
         if with_spread:  # second moments, and what tells "every vote agrees" exactly
             self.square = np.zeros((height, width), np.float64)
-            self.low = np.full((height, width), np.inf, np.float64)
             self.high = np.full((height, width), -np.inf, np.float64)
             self.spread_max = np.zeros((height, width), np.float64)
 
@@ -73,11 +83,11 @@ class Blender:
         area = (slice(row, row + w), slice(col, col + w))
         self.total[area] += self.weights * tile
         self.weight_sum[area] += self.weights
+        tile64 = np.asarray(tile, np.float64)
+        np.minimum(self.low[area], tile64, out=self.low[area])
         if self.with_spread:
-            tile64 = np.asarray(tile, np.float64)
             spread64 = np.asarray(spread, np.float64)
             self.square[area] += self.weights * (tile64 * tile64 + spread64 * spread64)
-            np.minimum(self.low[area], tile64, out=self.low[area])
             np.maximum(self.high[area], tile64, out=self.high[area])
             np.maximum(self.spread_max[area], spread64, out=self.spread_max[area])
 
@@ -92,6 +102,19 @@ class Blender:
         out = np.full(self.total.shape, np.nan, np.float32)
         out[covered] = self.total[covered] / self.weight_sum[covered]
         return out
+
+    def intersection(self) -> np.ndarray:
+        """The lowest value of the windows covering each pixel (float32); NaN where no window was added."""
+        covered = self.weight_sum > 0
+        out = np.full(self.total.shape, np.nan, np.float32)
+        out[covered] = self.low[covered]
+        return out
+
+    def combined(self, combination: str) -> np.ndarray:
+        """The map by ``combination``: "blend" (``result``) or "intersection" (``intersection``)."""
+        if combination not in WINDOW_COMBINATIONS:
+            raise ValueError(f"unknown window combination {combination!r}; use one of {', '.join(WINDOW_COMBINATIONS)}")
+        return self.result() if combination == "blend" else self.intersection()
 
     def uncertainty(self) -> np.ndarray:
         """The standard deviation of the votes behind each pixel (float32); 0 where they all agree, NaN where no window was added."""

@@ -61,8 +61,17 @@ from landslide_dvc.serve.strips import SceneModel, scored_tiles
 SCENE_SUFFIXES = (".tif", ".tiff")
 UNCERTAINTY_TAG = (
     "band 2: standard deviation of the votes behind each pixel ({votes}, each covering window's votes "
-    "weighted as the window is in band 1); 0 where every vote agrees"
+    "weighted {weighting}); 0 where every vote agrees"
 )
+UNCERTAINTY_WEIGHTING = {"blend": "as the window is in band 1", "intersection": "by the window's Hann weights"}
+# LANDSLIDE_BLEND: how band 1 was made from the covering windows (`serve.blend`)
+BLEND_TAG = {
+    "blend": "Hann window weights at pixel centres, floor {floor:g}, stride {stride} px, window {window} px",
+    "intersection": (
+        "intersection: each pixel's probability is the lowest score of the windows covering it "
+        "(stride {stride} px, window {window} px)"
+    ),
+}
 VOTES = {"classifier": "every fold's head on each of {tta} TTA views", "segmentation": "the U-Net's {tta} TTA views"}
 PATCHES_PER_CHUNK = 2048  # patches preprocessed and scored together (bounds memory, keeps batches full)
 
@@ -190,7 +199,7 @@ def score_scene(
                 on_tiles(batch.where, batch.tiles.probability)
             n_scored += len(batch.where)
             bar.update(len(batch.where) + batch.skipped)  # skipped (no-data) windows count as done
-    return SceneResult(blender.result(), n_scored, len(rows) * len(cols), blender.uncertainty())
+    return SceneResult(blender.combined(model.window_combination), n_scored, len(rows) * len(cols), blender.uncertainty())
 
 
 def map_tags(model: SceneModel, stride: int, floor: float, scaling: DeclaredScaling | None = None) -> dict[str, str]:
@@ -198,8 +207,10 @@ def map_tags(model: SceneModel, stride: int, floor: float, scaling: DeclaredScal
         "LANDSLIDE_BUNDLE_KIND": model.kind,
         "LANDSLIDE_TTA_VIEWS": str(model.tta),
         "LANDSLIDE_THRESHOLD": repr(model.threshold),
-        "LANDSLIDE_BLEND": f"Hann window weights at pixel centres, floor {floor:g}, stride {stride} px, window {model.window} px",
-        "LANDSLIDE_UNCERTAINTY": UNCERTAINTY_TAG.format(votes=VOTES[model.kind].format(tta=model.tta)),
+        "LANDSLIDE_BLEND": BLEND_TAG[model.window_combination].format(floor=floor, stride=stride, window=model.window),
+        "LANDSLIDE_UNCERTAINTY": UNCERTAINTY_TAG.format(
+            votes=VOTES[model.kind].format(tta=model.tta), weighting=UNCERTAINTY_WEIGHTING[model.window_combination]
+        ),
         "LANDSLIDE_RULES": f"polygons: {model.rules.describe()}",
     }
     if scaling is not None and not scaling.is_identity:  # a scene that declares none keeps today's bytes

@@ -72,6 +72,7 @@ class RegionOptions:
     batch_size: int
     threads: int  # torch intra-op threads per task
     device: str  # auto, cpu, cuda, cuda:auto: chosen by each worker process
+    window_combination: str | None = None  # blend or intersection (`serve.blend`); None: the bundle kind's default
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,8 @@ def score_row_block(scene: str, bundle_path: str, bundle_sha256: str, options: R
             blender.add_batch([(r - base, c) for r, c in batch.where], batch.tiles.probability, batch.tiles.spread)
             n_scored += sum(r in block.owned_rows for r, _ in batch.where)
     own = slice(block.top - base, block.bottom - base)
-    return RowBlockResult(block.top, blender.result()[own], blender.uncertainty()[own], n_scored, len(block.owned_rows) * len(cols))
+    probability = blender.combined(options.window_combination or model.window_combination)[own]
+    return RowBlockResult(block.top, probability, blender.uncertainty()[own], n_scored, len(block.owned_rows) * len(cols))
 
 
 # ----------------------------------------------------------------------------------------------

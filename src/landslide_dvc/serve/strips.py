@@ -62,6 +62,11 @@ class SceneModel(Protocol):
         """The scene band the slope rule reads (None: no slope rule)."""
         ...
 
+    @property
+    def window_combination(self) -> str:
+        """How overlapping windows make a pixel's value: "blend" or "intersection" (`serve.blend`)."""
+        ...
+
     def check_scale(self, raw: np.ndarray, names: Sequence[str], source: str, *, whole: bool) -> None:
         """Raise a one-line `DataError` for raw windows (n, bands, w, w) at a scale the model was not trained on."""
         ...

@@ -23,7 +23,7 @@ def test_zindi_summary_holds_the_submitted_heads_and_the_maps_figures(tmp_path: 
     out = tmp_path / "metrics" / "summary.json"
     out.parent.mkdir()
     summary = run_summary(head_metrics=head, seg_metrics=None, map_metrics=write(tmp_path / "map.json", MAP), out=out)
-    expected = {"cv_f1": 0.7354, "test_f1": 0.7297, "map_pixel_f1": 0.6021, "map_object_recall": 0.3898, "map_object_precision": 0.3585}
+    expected = {"cv_f1": 0.7354, "test_f1": 0.7297, "map_pixel_f1": 0.6021, "map_obj_recall": 0.3898, "map_obj_precision": 0.3585}
     assert summary == expected
     assert json.loads(out.read_text()) == expected
     assert list(json.loads(out.read_text())) == list(expected)  # the order `dvc exp show` prints
@@ -31,8 +31,10 @@ def test_zindi_summary_holds_the_submitted_heads_and_the_maps_figures(tmp_path: 
 
 def test_l4s_summary_uses_the_same_map_names(tmp_path: Path) -> None:
     seg = write(tmp_path / "seg.json", {"pixel_f1": 0.64277, "validation": "ValidData"})
-    summary = run_summary(head_metrics=None, seg_metrics=seg, map_metrics=write(tmp_path / "map.json", MAP), out=tmp_path / "s.json")
-    assert summary == {"val_pixel_f1": 0.6428, "map_pixel_f1": 0.6021, "map_object_recall": 0.3898, "map_object_precision": 0.3585}
+    out = tmp_path / "s.json"
+    summary = run_summary(head_metrics=None, seg_metrics=seg, map_metrics=write(tmp_path / "map.json", MAP), out=out, section="l4s")
+    assert summary == {"val_pixel_f1": 0.6428, "map_pixel_f1": 0.6021, "map_obj_recall": 0.3898, "map_obj_precision": 0.3585}
+    assert json.loads(out.read_text()) == {"l4s": summary}  # one key per pipeline: short, unique columns
 
 
 def test_no_test_answers_means_no_test_f1(tmp_path: Path) -> None:

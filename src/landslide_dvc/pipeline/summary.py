@@ -6,8 +6,12 @@ the same names in both pipelines:
 
 - ``cv_f1``, ``test_f1``: the submitted head's out-of-fold and test F1 (Zindi; `submit.head`);
 - ``val_pixel_f1``: the U-Net's pixel F1 on its validation split (Landslide4Sense);
-- ``map_pixel_f1``, ``map_object_recall``, ``map_object_precision``: the scored scene map
-  (`score_map`), with the thresholds and rules the map was made with.
+- ``map_pixel_f1``, ``map_obj_recall``, ``map_obj_precision``: the scored scene map (`score_map`),
+  with the thresholds and rules the map was made with.
+
+The Landslide4Sense pipeline's file nests its figures under ``l4s`` (``--section``), so that
+`dvc exp show`, which reads both pipelines, names each column once and briefly (``map_pixel_f1``
+and ``l4s.map_pixel_f1``) instead of prefixing both with their file paths.
 """
 
 from __future__ import annotations
@@ -54,14 +58,16 @@ def headline(*, head_metrics: Path | None, seg_metrics: Path | None, map_metrics
         summary["val_pixel_f1"] = figure(read_metrics(seg_metrics, "train_seg"), "pixel_f1", seg_metrics, "train_seg")
     scored = read_metrics(map_metrics, "score_map")
     summary["map_pixel_f1"] = figure(scored, "pixel.f1", map_metrics, "score_map")
-    summary["map_object_recall"] = figure(scored, "objects.recall", map_metrics, "score_map")
-    summary["map_object_precision"] = figure(scored, "objects.precision", map_metrics, "score_map")
+    summary["map_obj_recall"] = figure(scored, "objects.recall", map_metrics, "score_map")
+    summary["map_obj_precision"] = figure(scored, "objects.precision", map_metrics, "score_map")
     return summary
 
 
-def run_summary(*, head_metrics: Path | None, seg_metrics: Path | None, map_metrics: Path, out: Path) -> dict[str, float]:
-    """The stage: read the detailed files, write metrics/summary.json whole."""
+def run_summary(
+    *, head_metrics: Path | None, seg_metrics: Path | None, map_metrics: Path, out: Path, section: str | None = None
+) -> dict[str, float]:
+    """The stage: read the detailed files, write metrics/summary.json whole (under ``section``, if given)."""
     summary = headline(head_metrics=head_metrics, seg_metrics=seg_metrics, map_metrics=map_metrics)
     with atomic_paths(out) as (tmp,):
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.write_text(json.dumps({section: summary} if section else summary, indent=2) + "\n")
     return summary

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from pipeline import commit_all, copy_repo, dvc, env, make_repo, run, stages_run
 
 from landslide_dvc.core.heads import HEADS
@@ -80,14 +82,27 @@ def test_head_c_experiment_reruns_only_the_svm_head(built: Path, tmp_path: Path)
     result = dvc(repo, "exp", "run", "-S", "head.C=0.5")
     ran = stages_run(result.stdout)
     # the bundle's svm too, and the scene's map made with it
-    assert ran[0] == "fit_head@svm" and {"export", "submit", "map_scene"} <= set(ran[1:]) <= {"export", "submit", "map_scene", "score_map"}, result.stdout
-    for stage in FOLD_STAGES + ["extract_embeddings", "fit_head@fc", "fit_head@lgbm", "explain"]:
+    assert ran[0] == "fit_head@svm" and {"export", "submit", "map_scene", "summary"} <= set(ran[1:]) <= {
+        "export", "submit", "map_scene", "score_map", "summary"}, result.stdout
+    for stage in FOLD_STAGES + ["extract_embeddings", "fit_head@fc", "fit_head@lgbm", "fit_head@logreg", "explain"]:
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
     diff = dvc(repo, "metrics", "diff", "--json").stdout
     changed = json.loads(diff)
     assert "metrics/heads/svm.json" in changed  # the SVM's figures moved with C ...
     assert "metrics/heads/fc.json" not in changed and "metrics/heads/lgbm.json" not in changed  # ... nothing else
     assert not any(k.startswith("metrics/train_fold") for k in changed)
+    # the README's `dvc exp show` line, in a 100-column terminal: the changed param and the headline figures
+    readme = (REPO_ROOT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("dvc exp show --only-changed"))
+    shown = run(repo, "env", "COLUMNS=100", sys.executable, "-m", "dvc", *shlex.split(line)[1:], "--no-pager").stdout
+    table = [row for row in shown.splitlines() if row.strip()]
+    assert all(len(row) <= 100 for row in table), shown
+    header = table[1]
+    for column in ("Experiment", "cv_f1", "test_f1", "map_pixel_f1", "map_obj_recall", "head.C"):
+        assert column in header, shown
+    assert "…" not in shown, shown  # nothing cut
+    workspace = next(row for row in table if row.strip().startswith("workspace"))
+    assert workspace.split()[-1] == "0.5", shown
 
 
 def test_queue_two_table3_rows_reuses_the_backbone(built: Path, tmp_path: Path) -> None:

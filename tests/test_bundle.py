@@ -330,19 +330,30 @@ def test_predict_scene_keeps_georeferencing_respects_nodata_and_blends_overlaps(
         w = [weight[row - r, col - c] for r, c in windows]
         return float(np.dot(w, [score[k] for k in windows]) / np.sum(w))
 
-    # Pixel (70, 40) lies in windows rows {32, 64} x columns {0, 32}: their Hann-weighted mean.
-    assert prob[70, 40] == pytest.approx(blended(70, 40, [(32, 0), (32, 32), (64, 0), (64, 32)]), abs=1e-6)
+    # Pixel (70, 40) lies in windows rows {32, 64} x columns {0, 32}: the classifier's map keeps the
+    # lowest of their scores (the intersection of its windows), --windows blend their Hann-weighted mean.
+    covering = [(32, 0), (32, 32), (64, 0), (64, 32)]
+    assert prob[70, 40] == pytest.approx(min(score[k] for k in covering), abs=1e-6)
     # Row 96's windows cover the no-data pixel (150, 5) at columns 0 only; pixels below row 128 in
     # columns 0..31 are then covered by no scored window: no-data, never a "no landslide" 0.
     assert np.isnan(prob[150, 5]) and np.isnan(prob[140, 10])
     assert prob[150, 40] == pytest.approx(score[96, 32], abs=1e-6)  # window (96, 0) was skipped
-    assert prob[150, 70] == pytest.approx(blended(150, 70, [(96, 32), (96, 64)]), abs=1e-6)
+    assert prob[150, 70] == pytest.approx(min(score[96, 32], score[96, 64]), abs=1e-6)
     assert np.isfinite(prob[:128]).all()
+    blend_out = tmp_path / "blend" / "map.tif"
+    blend_out.parent.mkdir()
+    assert landslide(["predict", "--bundle", str(bundle_path), str(scene), "--out", str(blend_out), "--windows", "blend",
+                      "--device", "cpu"]) == 0
+    with rasterio.open(blend_out) as dst:
+        blend = dst.read(1)
+        assert dst.tags()["LANDSLIDE_BLEND"].startswith("Hann window weights")
+    assert blend[70, 40] == pytest.approx(blended(70, 40, covering), abs=1e-6)
+    assert blend[150, 70] == pytest.approx(blended(150, 70, [(96, 32), (96, 64)]), abs=1e-6)
 
     info = pyogrio.read_info(out.with_suffix(".gpkg"))
     assert info["crs"] == "EPSG:32633" and list(info["fields"]) == ["area_m2", "mean_prob", "max_prob", "mean_uncertainty"]
     assert info["features"] == len(find_regions(prob, bundle.threshold, georef))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.gpkg", "map.tif", "scene.tif"]  # nothing left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blend", "map.gpkg", "map.tif", "scene.tif"]  # nothing left over
 
 
 def test_predict_scene_writes_geojson_polygons_where_asked(micro: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The `landslide-dvc` command: `landslide-dvc predict ...` and `landslide-dvc experiments ...`.
+"""The `landslide-dvc` command: `landslide-dvc predict ...`, `landslide-dvc stack ...` and `landslide-dvc experiments ...`.
 
 `landslide-dvc experiments` is `python -m landslide_dvc.experiments` (queue, report, flags, blend) under the
 package's command; the module entry keeps working.
@@ -165,10 +165,60 @@ def region_command(args: argparse.Namespace) -> str:
     return summary.line(args.out)
 
 
+def _stack_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stack",
+        help="build the 12-band scene a classifier bundle maps, from Sentinel-2 and Sentinel-1 products",
+        description="Read each product's sensor, date and orbit from its STAC Item or SAFE metadata, split them at "
+        "--event-date, remove Sentinel-2 baseline offsets, convert Sentinel-1 backscatter to dB, composite the pre- and "
+        "post-event acquisitions by their median, and write the Zindi-band scene GeoTIFF with a provenance JSON.",
+    )
+    p.add_argument("inputs", type=Path, nargs="+", help="STAC Item JSON files (local assets) and Sentinel-2 SAFE folders")
+    p.add_argument("--event-date", required=True, help="YYYY-MM-DD: acquisitions before it are pre-event, after it post-event")
+    p.add_argument("--out", type=Path, required=True, help="the scene GeoTIFF (.tif); its provenance goes to <stem>.provenance.json")
+    p.add_argument("--bundle", type=Path, help="check the scene against this bundle's bands and optical scale")
+    p.add_argument("--crs", help="target CRS (default: the post-event Sentinel-2 product's)")
+    p.add_argument("--resolution", type=float, help="target pixel size in the CRS's units (default: the product's, 10 m)")
+    p.add_argument("--bounds", type=float, nargs=4, metavar=("LEFT", "BOTTOM", "RIGHT", "TOP"), help="target bounds in the target CRS")
+    p.add_argument(
+        "--sar-units", choices=["auto", "linear", "db"], default="auto",
+        help="Sentinel-1 values: auto (dB where the Item's raster:bands says so, else linear power), linear or db",
+    )
+    p.add_argument("--mask-scl", help="SCL classes that become no-data, comma-separated (clouds: 3,8,9,10); default: none")
+
+
+def stack_command(args: argparse.Namespace) -> str:
+    import datetime as dt
+
+    from landslide_dvc.serve.stack import StackOptions, run_stack
+
+    try:
+        event = dt.date.fromisoformat(args.event_date)
+    except ValueError:
+        raise LandslideError(f"--event-date {args.event_date!r} is not a date; give YYYY-MM-DD") from None
+    try:
+        mask = tuple(int(c) for c in args.mask_scl.split(",")) if args.mask_scl else ()
+    except ValueError:
+        raise LandslideError(f"--mask-scl {args.mask_scl!r} must be SCL class numbers separated by commas, such as 3,8,9,10") from None
+    if any(not 0 <= c <= 11 for c in mask):
+        raise LandslideError(f"--mask-scl {args.mask_scl}: SCL classes are 0 to 11")
+    kind = bands = None
+    optical_scale = 10000.0
+    if args.bundle is not None:
+        from landslide_dvc.serve.bundle import load_bundle
+
+        bundle = load_bundle(args.bundle)
+        kind, bands = bundle.kind, bundle.bands
+        optical_scale = float(getattr(bundle, "optical_scale", optical_scale))
+    options = StackOptions(event, args.crs, args.resolution, args.bounds, args.sar_units, mask, optical_scale)
+    return run_stack(args.inputs, args.out, options, kind, bands)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="landslide-dvc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _predict_parser(sub)
+    _stack_parser(sub)
     exp = sub.add_parser("experiments", add_help=False, help="queue, report and blend experiments (landslide-dvc experiments -h)")
     exp.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -177,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return experiments_main(args.rest)
     start = time.perf_counter()
+    command = stack_command if args.command == "stack" else predict_command
     try:
-        summary = predict_command(args)
+        summary = command(args)
     except LandslideError as exc:
-        print(f"landslide-dvc predict: error: {exc}", file=sys.stderr)
+        print(f"landslide-dvc {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    print(f"landslide-dvc predict: {summary} ({time.perf_counter() - start:.1f} s)")
+    print(f"landslide-dvc {args.command}: {summary} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 

@@ -309,3 +309,55 @@ def test_with_the_pipelines_bundles(tmp_path: Path, capsys: pytest.CaptureFixtur
     if (seg / "manifest.json").is_file():
         code, line = stack_cli([*inputs, "--event-date", EVENT, "--out", str(tmp_path / "l4s.tif"), "--bundle", str(seg)], capsys)
         assert code == 1 and "the release does not publish" in line and not (tmp_path / "l4s.tif").exists()
+
+
+def test_the_scene_has_its_own_stac_item(tmp_path: Path) -> None:
+    import hashlib
+
+    import pystac
+
+    inputs = make_inputs(tmp_path)
+    out = tmp_path / "out" / "scene.tif"
+    run_stack(inputs, out, StackOptions(EVENT_DATE))
+    item = pystac.Item.from_file(str(out.with_suffix(".item.json")))  # pystac reads it back
+    assert item.id == "scene" and str(item.datetime.date()) == "2024-06-18"
+    assert item.properties["start_datetime"].startswith("2024-05-01") and item.properties["end_datetime"].startswith("2024-06-20")
+    scene = item.assets["scene"]
+    assert scene.href.endswith("scene.tif") and scene.roles == ["data"]
+    assert scene.extra_fields["file:checksum"] == "1220" + hashlib.sha256(out.read_bytes()).hexdigest()
+    assert [b["name"] for b in scene.extra_fields["eo:bands"]] == list(RAW_BANDS)
+    assert item.properties.get("proj:epsg") == 32645 or item.properties.get("proj:code") == CRS
+    west, south, east, north = item.bbox
+    assert 87.5 < west < east < 88.5 and 27.5 < south < north < 28.5  # UTM 45N (87° E), 600 km E, 3,100 km N
+    derived = [link.target for link in item.links if link.rel == "derived_from"]
+    assert len(derived) == len(inputs)
+
+
+@pytest.mark.parametrize(("unit", "flag", "message"), [
+    ("db", "linear", "is read as linear power but its values look like dB"),
+    ("linear", "db", "is read as dB but its values look like linear power"),
+])
+def test_backscatter_in_the_other_unit_is_refused_by_its_range(tmp_path: Path, unit: str, flag: str, message: str) -> None:
+    inputs = [s2_item(tmp_path, "S2_post", "2024-06-18", style="pc", offset=1000, record="baseline"), *sar_items(tmp_path, unit=unit)]
+    with pytest.raises(LandslideError, match=message):
+        run_stack(inputs, tmp_path / "s.tif", StackOptions(EVENT_DATE, sar_units=flag))
+    assert not (tmp_path / "s.tif").exists()
+
+
+def test_products_that_do_not_overlap_are_refused(tmp_path: Path) -> None:
+    far = from_origin(700000.0, 3100000.0, 10.0, 10.0)  # 100 km east
+    s2 = s2_item(tmp_path, "S2_post", "2024-06-18", style="pc", offset=1000, record="baseline")
+    sar = [s1_item(tmp_path, orbit, date, transform=far) for orbit in ("descending", "ascending") for date in ("2024-05-01", "2024-06-20")]
+    with pytest.raises(LandslideError, match="the products do not overlap"):
+        run_stack([s2, *sar], tmp_path / "s.tif", StackOptions(EVENT_DATE))
+
+
+def test_the_scene_is_a_valid_cloud_optimized_geotiff(tmp_path: Path) -> None:
+    from rio_cogeo.cogeo import cog_validate
+
+    out = tmp_path / "scene.tif"
+    run_stack(make_inputs(tmp_path), out, StackOptions(EVENT_DATE))
+    valid, errors, _ = cog_validate(str(out))
+    assert valid and not errors
+    with rasterio.open(out) as src:
+        assert src.descriptions == RAW_BANDS and np.isnan(src.nodata) and src.tags()["LANDSLIDE_STACK"].endswith("scene.provenance.json")

@@ -78,11 +78,17 @@ def write_cog(
     path: Path, probability: np.ndarray, georef: Georef, tags: dict[str, str], uncertainty: np.ndarray | None = None
 ) -> None:
     """``probability`` (H, W) (and ``uncertainty``, band 2) as a float32 Cloud Optimized GeoTIFF, NaN as nodata."""
+    bands = [(probability, PROBABILITY_BAND)] + ([(uncertainty, UNCERTAINTY_BAND)] if uncertainty is not None else [])
+    write_bands_cog(path, bands, georef, tags)
+
+
+def write_bands_cog(path: Path, bands: list[tuple[np.ndarray, str]], georef: Georef, tags: dict[str, str]) -> None:
+    """Named float32 bands (H, W) as a Cloud Optimized GeoTIFF (GDAL's COG driver), NaN as nodata: the one
+    COG writer of the package (maps, and the scenes `stack` builds)."""
     from rasterio.io import MemoryFile
     from rasterio.shutil import copy
 
-    height, width = probability.shape
-    bands = [(probability, PROBABILITY_BAND)] + ([(uncertainty, UNCERTAINTY_BAND)] if uncertainty is not None else [])
+    height, width = bands[0][0].shape
     profile = {
         "driver": "GTiff", "width": width, "height": height, "count": len(bands), "dtype": "float32",
         "crs": georef.crs, "transform": georef.transform, "nodata": float("nan"),

@@ -25,9 +25,11 @@ input is from its own metadata, splits the acquisitions at the event date, and b
 4. **One grid.** By default the post-event Sentinel-2 product's 10 m grid; `--crs`,
    `--resolution` and `--bounds` set another. Bands are resampled bilinearly, the SCL mask by
    nearest neighbour; a pixel is no-data (NaN) where any input does not cover it.
-5. **Outputs.** The scene GeoTIFF (float32, NaN no-data, band descriptions Red ... ADVH), which
-   `landslide-dvc predict` takes unchanged, and beside it a provenance JSON: each input with its
-   sha256, product ID, date and role, the offsets removed, the units converted and the grid.
+5. **Outputs.** The scene as a Cloud Optimized GeoTIFF (float32, NaN no-data, bands Red ... ADVH), which
+   `landslide-dvc predict` takes unchanged; beside it a provenance JSON (each input with its
+   sha256, product ID, date and role, the offsets removed, the units converted and the grid) and
+   the scene's STAC Item (pystac: footprint, dates, proj, raster and file extensions with the
+   checksum, links to the Items it was derived from).
 
 The Landslide4Sense bundle takes the release's rescaled bands, whose constants from digital
 numbers the release does not publish, so `stack` cannot build its scenes and says so.
@@ -155,6 +157,13 @@ def read_item(path: Path) -> Acquisition:
         raise DataError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); give a STAC Item JSON") from None
     if not isinstance(item, dict) or item.get("type") != "Feature" or "assets" not in item:
         raise DataError(f"{path} is not a STAC Item (a GeoJSON Feature with assets); give the Item of each product")
+    import pystac
+
+    try:  # pystac reads and checks the Item; the fields used below are its own dictionaries
+        parsed = pystac.Item.from_dict(item, preserve_dict=True)
+    except Exception as exc:  # noqa: BLE001 - pystac raises many types for malformed Items
+        raise DataError(f"{path} is not a readable STAC Item ({type(exc).__name__}: {exc}); give the Item as the catalogue serves it") from None
+    item = {**item, "id": parsed.id, "properties": parsed.properties, "assets": {k: a.to_dict() for k, a in parsed.assets.items()}}
     props = item.get("properties", {})
     sensor = _sensor(str(props.get("platform", ""))) or _sensor(str(props.get("constellation", "")))
     if sensor is None:
@@ -279,7 +288,7 @@ def target_grid(reference: Path, crs: str | None, resolution: float | None, boun
     from rasterio.warp import calculate_default_transform, transform_bounds
 
     with rasterio.open(reference) as src:
-        src_crs, src_bounds, src_res = src.crs, src.bounds, src.res[0]
+        src_crs, src_bounds, src_res, src_size = src.crs, src.bounds, src.res[0], (src.width, src.height)
         if src_crs is None:
             raise DataError(f"{reference} has no CRS; the reference Sentinel-2 band must be georeferenced")
         if crs is None and resolution is None and bounds is None:
@@ -299,7 +308,7 @@ def target_grid(reference: Path, crs: str | None, resolution: float | None, boun
         if dst_crs == src_crs:
             res = src_res
         else:
-            transform, _, _ = calculate_default_transform(src_crs, dst_crs, 1, 1, *src_bounds)
+            transform, _, _ = calculate_default_transform(src_crs, dst_crs, *src_size, *src_bounds)
             res = transform.a
     if res <= 0:
         raise ParamError(f"--resolution {resolution} must be > 0 (in the CRS's units)")
@@ -390,6 +399,7 @@ def optical_band(acquisition: Acquisition, band: str, grid: Grid, options: Stack
 def sar_band(acquisition: Acquisition, pol: str, grid: Grid, options: StackOptions, record: dict[str, Any]) -> np.ndarray:
     values, declared = read_onto(acquisition.assets[pol], grid)
     in_db = acquisition.sar_db if options.sar_units == "auto" else options.sar_units == "db"
+    check_sar_units(values, in_db, acquisition.assets[pol].path)
     if in_db:
         record.setdefault("units", {})[pol] = "dB as given" + (f" ({declared})" if declared else "")
         return values
@@ -398,6 +408,25 @@ def sar_band(acquisition: Acquisition, pol: str, grid: Grid, options: StackOptio
     db[~np.isfinite(db)] = np.nan  # zero or negative power: no backscatter measured
     record.setdefault("units", {})[pol] = "linear power -> dB (10 log10)" + (f" after {declared}" if declared else "")
     return db
+
+
+def check_sar_units(values: np.ndarray, in_db: bool, path: Path) -> None:
+    """Refuse backscatter whose range says the other unit: dB is mostly negative (about -30 to 5), linear
+    power positive and mostly below 1."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return
+    middle = float(np.median(finite))
+    if not in_db and middle < 0:
+        raise DataError(
+            f"{path} is read as linear power but its values look like dB (median {middle:.1f}); pass --sar-units db "
+            f"(or state the unit in the Item's raster:bands)"
+        )
+    if in_db and finite.min() >= 0 and middle < 1.5:
+        raise DataError(
+            f"{path} is read as dB but its values look like linear power (all >= 0, median {middle:.3f}); pass "
+            f"--sar-units linear"
+        )
 
 
 def median(stack: list[np.ndarray]) -> np.ndarray:
@@ -451,6 +480,11 @@ def build_scene(acquisitions: list[Acquisition], options: StackOptions) -> tuple
     scene[:, np.isnan(scene).any(axis=0)] = np.nan  # no-data where any input lacks coverage
     for mask in masks:
         scene[:, mask] = np.nan
+    if not np.isfinite(scene[0]).any():
+        raise DataError(
+            f"the products do not overlap on the grid of {s2_post[0].source} (no pixel is covered by every input); "
+            f"give products of the same area, or --bounds inside all of them"
+        )
     provenance = {
         "event_date": options.event_date.isoformat(),
         "bands": list(RAW_BANDS),
@@ -468,32 +502,75 @@ def provenance_path(out: Path) -> Path:
     return out.with_suffix(".provenance.json")
 
 
-def write_scene(out: Path, scene: np.ndarray, grid: Grid, provenance: dict[str, Any]) -> None:
-    """The scene GeoTIFF and its provenance JSON, written together (atomically)."""
-    import rasterio
+def item_path(out: Path) -> Path:
+    return out.with_suffix(".item.json")
 
-    profile = {
-        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": len(RAW_BANDS), "dtype": "float32",
-        "crs": grid.crs, "transform": grid.transform, "nodata": float("nan"), "tiled": True, "blockxsize": 256,
-        "blockysize": 256, "compress": "deflate", "predictor": 3,
-    }
-    if grid.width < 256 or grid.height < 256:
-        profile.update(tiled=False, blockxsize=None, blockysize=None)
-        profile = {k: v for k, v in profile.items() if v is not None}
-    with atomic_paths(out, provenance_path(out)) as (tmp_scene, tmp_json):
-        with rasterio.open(tmp_scene, "w", **profile) as dst:
-            dst.write(scene)
-            for k, name in enumerate(RAW_BANDS, start=1):
-                dst.set_band_description(k, name)
-            dst.update_tags(LANDSLIDE_STACK=f"built by landslide-dvc stack; provenance: {provenance_path(out).name}")
+
+def scene_item(out: Path, scene_file: Path, grid: Grid, provenance: dict[str, Any], acquisitions: list[Acquisition]) -> dict[str, Any]:
+    """The scene's STAC Item (pystac): footprint, dates, the proj/raster/file extensions, links to its inputs."""
+    import pystac
+    from pystac.extensions.file import FileExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+    from rasterio.warp import transform_bounds
+
+    left = grid.transform.c
+    top = grid.transform.f
+    right, bottom = left + grid.width * grid.transform.a, top + grid.height * grid.transform.e
+    west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", left, bottom, right, top)
+    footprint = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}
+    dates = sorted(a.date for a in acquisitions)
+    post = min(a.date for a in acquisitions if a.role == "post")
+    item = pystac.Item(
+        id=out.stem, geometry=footprint, bbox=[west, south, east, north],
+        datetime=dt.datetime.combine(post, dt.time(), dt.timezone.utc),
+        properties={
+            "start_datetime": dt.datetime.combine(dates[0], dt.time(), dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "end_datetime": dt.datetime.combine(dates[-1], dt.time(), dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "landslide:event_date": provenance["event_date"],
+            "description": "Zindi-band scene (Sentinel-2 Red, Green, Blue, NIR x 10,000; Sentinel-1 VV/VH and change, dB) "
+            "built by landslide-dvc stack",
+        },
+    )
+    asset = pystac.Asset(href=scene_file.name, media_type=pystac.MediaType.COG, roles=["data"], title="scene")
+    item.add_asset("scene", asset)
+    item.add_asset("provenance", pystac.Asset(href=provenance_path(out).name, media_type=pystac.MediaType.JSON, roles=["metadata"]))
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    proj.epsg = grid.crs.to_epsg()
+    if proj.epsg is None:
+        proj.wkt2 = grid.crs.to_wkt()
+    proj.shape, proj.transform = [grid.height, grid.width], list(grid.transform)[:6]
+    RasterExtension.ext(asset, add_if_missing=True).bands = [
+        RasterBand.create(data_type=DataType.FLOAT32, nodata="nan", unit="dB" if k >= 4 else None) for k in range(len(RAW_BANDS))
+    ]
+    asset.extra_fields["eo:bands"] = [{"name": name} for name in RAW_BANDS]
+    file_ext = FileExtension.ext(asset, add_if_missing=True)
+    file_ext.checksum = "1220" + file_sha256(scene_file)  # multihash: sha2-256, 32 bytes
+    file_ext.size = scene_file.stat().st_size
+    for a in acquisitions:
+        if a.source.is_file():  # the STAC Items the scene came from
+            item.add_link(pystac.Link("derived_from", str(Path(a.source).resolve()), media_type=pystac.MediaType.JSON))
+    return item.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def write_scene(out: Path, scene: np.ndarray, grid: Grid, provenance: dict[str, Any], acquisitions: list[Acquisition]) -> None:
+    """The scene GeoTIFF, its provenance JSON and its STAC Item, written together (atomically)."""
+    from landslide_dvc.serve.maps import Georef, write_bands_cog
+
+    tags = {"LANDSLIDE_STACK": f"built by landslide-dvc stack; provenance: {provenance_path(out).name}"}
+    with atomic_paths(out, provenance_path(out), item_path(out)) as (tmp_scene, tmp_json, tmp_item):
+        write_bands_cog(tmp_scene, list(zip(scene, RAW_BANDS)), Georef(grid.crs, grid.transform), tags)
         tmp_json.write_text(json.dumps(provenance, indent=2) + "\n")
+        item = scene_item(out, tmp_scene, grid, provenance, acquisitions)
+        item["assets"]["scene"]["href"] = out.name  # the file's final name (the checksum is of these bytes)
+        tmp_item.write_text(json.dumps(item, indent=2) + "\n")
 
 
 def check_outputs(out: Path, inputs: Sequence[Path]) -> None:
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise ParamError(f"--out {out} must be a .tif file (the scene GeoTIFF)")
     given = {p.resolve() for p in inputs}
-    for target in (out, provenance_path(out)):
+    for target in (out, provenance_path(out), item_path(out)):
         if target.resolve() in given:
             raise ParamError(f"--out {out} would replace the input {target}; choose another --out")
         if target.exists():
@@ -513,12 +590,12 @@ def run_stack(inputs: Sequence[Path], out: Path, options: StackOptions, bundle_k
     check_outputs(out, inputs)
     acquisitions = [read_input(Path(p)) for p in inputs]
     scene, grid, provenance = build_scene(acquisitions, options)
-    write_scene(out, scene, grid, provenance)
+    write_scene(out, scene, grid, provenance, acquisitions)
     valid = float(np.isfinite(scene).all(axis=0).mean())
     counts = {role: sum(a.role == role for a in acquisitions) for role in ("pre", "post")}
     return (
         f"{len(acquisitions)} products ({counts['pre']} pre-event, {counts['post']} post-event) -> {out} "
-        f"({grid.width} x {grid.height} px, {valid:.1%} valid), {provenance_path(out)}"
+        f"({grid.width} x {grid.height} px, {valid:.1%} valid), {provenance_path(out)}, {item_path(out)} (STAC Item)"
     )
 
 

@@ -335,14 +335,14 @@ def read_onto(asset: Asset, grid: Grid, *, nearest: bool = False) -> tuple[np.nd
         if src.crs is None:
             raise DataError(f"{asset.path} has no CRS; stack needs georeferenced band files")
         declared = DeclaredScaling.of(src)
-        raw = src.read(1, masked=True)
-        values = np.ma.filled(raw.astype(np.float64), np.nan)
+        values = src.read(1).astype(np.float32)  # exact for uint16 DN; the scene is float32
+        values[src.read_masks(1) == 0] = np.nan  # nodata, masks and alpha as GDAL reports them
         first = DeclaredScaling(declared.scales[:1], declared.offsets[:1])
         note = ""
         if not first.is_identity:
-            values = values * first.scales[0] + first.offsets[0]
+            values = (values * first.scales[0] + first.offsets[0]).astype(np.float32)
             note = f"GDAL scale {first.scales[0]:g}, offset {first.offsets[0]:g}"
-        out = np.full((grid.height, grid.width), np.nan, np.float64)
+        out = np.full((grid.height, grid.width), np.nan, np.float32)
         reproject(
             values, out, src_transform=src.transform, src_crs=src.crs, src_nodata=np.nan,
             dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
@@ -392,8 +392,8 @@ def optical_band(acquisition: Acquisition, band: str, grid: Grid, options: Stack
         reflectance_x10k = values
     else:
         record.setdefault("offsets_removed", {})[band] = asset.note or "none stated, none applied"
-        reflectance_x10k = values * asset.scale + asset.offset
-    return reflectance_x10k * (options.optical_scale / QUANTIFICATION)
+        reflectance_x10k = values * np.float32(asset.scale) + np.float32(asset.offset)
+    return reflectance_x10k * np.float32(options.optical_scale / QUANTIFICATION)
 
 
 def sar_band(acquisition: Acquisition, pol: str, grid: Grid, options: StackOptions, record: dict[str, Any]) -> np.ndarray:
@@ -431,6 +431,8 @@ def check_sar_units(values: np.ndarray, in_db: bool, path: Path) -> None:
 
 def median(stack: list[np.ndarray]) -> np.ndarray:
     """The per-pixel median; NaN where any acquisition lacks the pixel (no-data where any input does not cover it)."""
+    if len(stack) == 1:  # one acquisition: itself (NaN where it lacks the pixel already)
+        return stack[0]
     cube = np.stack(stack)
     out = np.median(cube, axis=0)
     out[np.isnan(cube).any(axis=0)] = np.nan

@@ -134,3 +134,11 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "development" / "index.html").is_file()
+
+
+def test_the_readmes_exp_show_line_keeps_every_params_section() -> None:
+    # the line drops every column but the params of params.yaml's sections: a new section must join it
+    line = next(line for line in README.read_text().splitlines() if line.startswith("dvc exp show --only-changed"))
+    sections = re.search(r"\(synthesize\|[a-z_|]+\)", line).group(0).strip("()").split("|")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert sorted(sections) == sorted(params), "README's dvc exp show line: list params.yaml's sections in its --drop"

@@ -90,7 +90,7 @@ def test_paper_preset_runs_end_to_end_at_the_papers_shapes(tmp_path: Path) -> No
     start = time.perf_counter()
     # Everything but the scene stages: mapping a scene with the paper's network on a CPU would lengthen
     # the test by minutes; the micro pipeline maps and scores it (tests/test_pipeline.py).
-    targets = ["fit_head@fc", "fit_head@svm", "fit_head@lgbm", "submit", "export", "explain", "stats_baseline"]
+    targets = [*(f"fit_head@{head}" for head in HEADS), "submit", "export", "explain", "stats_baseline"]
     result = dvc(repo, "repro", *targets, timeout=3600)
     minutes = (time.perf_counter() - start) / 60
     print(f"paper preset, dvc repro: {minutes:.1f} min", file=sys.stderr)

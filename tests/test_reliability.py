@@ -25,6 +25,7 @@ from helpers import files_under, run_stage_script
 from pipeline import copy_repo, dvc, env
 
 from landslide_dvc.core.errors import LandslideError
+from landslide_dvc.core.heads import HEADS
 from landslide_dvc.core.io import atomic_paths
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "landslide_dvc"
@@ -129,7 +130,7 @@ def test_fold_without_landslides(repo: Path, monkeypatch, capsys) -> None:
         ("fit_head", {"head": {"Cc": 1.0}}, "unknown key 'head.Cc' in params.yaml"),
         ("fit_head", {"head": {"C": -0.5}}, "head.C=-0.5 must be > 0"),
         ("smote", {"smote": {"k": 500}}, "smote.k=500 needs at least 501 landslide images outside fold"),
-        ("submit", {"submit": {"head": "knn"}}, "submit.head='knn' is not allowed"),
+        ("submit", {"submit": {"head": "knn"}}, "submit.head: unknown head 'knn'; use one of fc, svm, lgbm, logreg"),
     ],
 )
 def test_bad_params(repo: Path, monkeypatch, capsys, stage: str, change: dict, expected: str) -> None:
@@ -285,7 +286,8 @@ def test_metrics_json_has_no_nan(built: Path) -> None:
         raise AssertionError(f"a metrics file holds {constant}")
 
     files = list((built / "metrics").rglob("*.json"))
-    # five folds, three heads, the submission, the per-band-statistics reference and the scene's map scores
-    assert len(files) == 5 + 3 + 1 + 1 + 1
+    # five folds, every registered head, the submission, the per-band-statistics reference, the scene's
+    # map scores and the summary
+    assert len(files) == 5 + len(HEADS) + 1 + 1 + 1 + 1
     for path in files:
         json.loads(path.read_text(), parse_constant=refuse)

@@ -28,8 +28,8 @@ README = ROOT / "README.md"
 
 # The Quick start, exactly: CI runs the same install, and a fresh clone must pass both lines.
 QUICK_START = [
-    "pip install -r requirements.lock && pip install --no-deps -e . && dvc repro    # the whole pipeline on the synthetic data (~10 min on 2 CPU cores)",
-    "pip install -r requirements.lock && pip install --no-deps -e . && pytest       # the tests (real `dvc repro` runs included; the paper-shape ones take longest)",
+    "pip install -U pip && pip install -r requirements.lock && pip install --no-deps -e . && dvc repro    # the whole pipeline on the synthetic data (~10 min on 2 CPU cores)",
+    "pip install -U pip && pip install -r requirements.lock && pip install --no-deps -e . && pytest       # the tests (real `dvc repro` runs included; the paper-shape ones take longest)",
 ]
 
 

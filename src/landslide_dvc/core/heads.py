@@ -17,7 +17,7 @@ import io
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,13 +88,15 @@ def load_skops(path: Path) -> Any:
     return sio.load(path, trusted=SKOPS_TRUSTED)
 
 
-def _check_estimator_keys(settings: Mapping[str, Any], estimator: Any, section: str, fixed: Mapping[str, Any]) -> None:
-    """Refuse a key of ``<section>`` that the project fixes or that ``estimator`` does not know."""
+def check_estimator_keys(
+    settings: Mapping[str, Any], estimator: Any, section: str, fixed: Sequence[str], why: str, example: str
+) -> None:
+    """Refuse a key of ``<section>`` that the project fixes (``why`` says why) or that ``estimator`` does not
+    know; the messages name the key with its section (``head.lgbm.n_trees``), as every params error does."""
     known = set(estimator.get_params())
     for key in settings:
-        if key in fixed:
-            raise ParamError(f"{section}.{key} is fixed by the project ({key}={fixed[key]!r}); remove it")
-        require(key in known, f"unknown key '{section}.{key}'; use {type(estimator).__name__} parameters")
+        require(key not in fixed, f"{section}.{key} is fixed by the project ({why}); remove it")
+        require(key in known, f"unknown key '{section}.{key}'; use {type(estimator).__name__} parameters such as {example}")
 
 
 # --- LightGBM (the lgbm head and stats_baseline) --------------------------------------------------
@@ -104,19 +106,13 @@ LGBM_FIXED: dict[str, Any] = {"deterministic": True, "force_row_wise": True, "ve
 
 
 def check_lgbm_params(lgbm: Mapping[str, Any], section: str) -> None:
-    """Refuse a key of ``<section>.lgbm`` that is fixed here or that LGBMClassifier does not know.
-
-    The message names the key with its section (``head.lgbm.n_trees``), as every params error does.
-    """
+    """Refuse a key of ``<section>.lgbm`` that is fixed here or that LGBMClassifier does not know."""
     from lightgbm import LGBMClassifier  # imported on use: importing the package does not load LightGBM
 
-    known = set(LGBMClassifier().get_params())
-    for key in lgbm:
-        require(
-            key not in LGBM_FIXED and key != "random_state",
-            f"{section}.lgbm.{key} is fixed by the project (determinism; the seed is {section}.seed); remove it",
-        )
-        require(key in known, f"unknown key '{section}.lgbm.{key}'; use LGBMClassifier parameters such as n_estimators")
+    check_estimator_keys(
+        lgbm, LGBMClassifier(), f"{section}.lgbm", [*LGBM_FIXED, "random_state"],
+        f"determinism; the seed is {section}.seed", "n_estimators",
+    )
 
 
 def lgbm_classifier(lgbm: Mapping[str, Any], seed: int) -> Any:
@@ -196,7 +192,9 @@ def _logistic_regression(settings: Mapping[str, Any]) -> Any:
 def _check_logreg(settings: Any) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    _check_estimator_keys(settings.logreg, LogisticRegression(), "head.logreg", LOGREG_FIXED)
+    check_estimator_keys(
+        settings.logreg, LogisticRegression(), "head.logreg", list(LOGREG_FIXED), "solver lbfgs: deterministic, no seed", "C"
+    )
     require(float(settings.logreg.get("C", 1.0)) > 0, f"head.logreg.C={settings.logreg.get('C')} must be > 0")
 
 

@@ -82,6 +82,7 @@ class Asset:
     offset: float = 0.0  # added to the file's values (after its own GDAL scale/offset), in the scene's units
     scale: float = 1.0  # multiplied first
     note: str = ""  # what was removed or converted, for the provenance
+    offset_unstated: bool = False  # a 2022+ Sentinel-2 band whose Item states no offset: the file itself must
 
 
 @dataclass
@@ -130,7 +131,7 @@ def _asset_key(assets: dict[str, Any], names: Sequence[str]) -> str | None:
     return None
 
 
-def _s2_offset_from_item(item: dict[str, Any], asset: dict[str, Any], date: dt.date) -> tuple[float, float, str] | None:
+def _s2_offset_from_item(properties: dict[str, Any], asset: dict[str, Any]) -> tuple[float, float, str] | None:
     """(scale, offset, note) that make reflectance x 10,000 from the asset's DN, from the Item's records."""
     bands = asset.get("raster:bands") or []
     if bands and ("offset" in bands[0] or "scale" in bands[0]):
@@ -139,7 +140,7 @@ def _s2_offset_from_item(item: dict[str, Any], asset: dict[str, Any], date: dt.d
             return 1.0, offset, f"raster:bands offset {offset:g} DN"
         # stated as reflectance = DN x scale + offset: x 10,000 for the Zindi scale
         return scale * QUANTIFICATION, offset * QUANTIFICATION, f"raster:bands scale {scale:g}, offset {offset:g}"
-    baseline = item.get("properties", {}).get("s2:processing_baseline")
+    baseline = properties.get("s2:processing_baseline")
     if baseline is not None:
         if float(baseline) >= 4.0:
             return 1.0, -1000.0, f"processing baseline {baseline}: BOA_ADD_OFFSET -1000"
@@ -159,12 +160,11 @@ def read_item(path: Path) -> Acquisition:
         raise DataError(f"{path} is not a STAC Item (a GeoJSON Feature with assets); give the Item of each product")
     import pystac
 
-    try:  # pystac reads and checks the Item; the fields used below are its own dictionaries
+    try:  # pystac reads and checks the Item
         parsed = pystac.Item.from_dict(item, preserve_dict=True)
     except Exception as exc:  # noqa: BLE001 - pystac raises many types for malformed Items
         raise DataError(f"{path} is not a readable STAC Item ({type(exc).__name__}: {exc}); give the Item as the catalogue serves it") from None
-    item = {**item, "id": parsed.id, "properties": parsed.properties, "assets": {k: a.to_dict() for k, a in parsed.assets.items()}}
-    props = item.get("properties", {})
+    props = parsed.properties
     sensor = _sensor(str(props.get("platform", ""))) or _sensor(str(props.get("constellation", "")))
     if sensor is None:
         raise DataError(
@@ -176,8 +176,8 @@ def read_item(path: Path) -> Acquisition:
         date = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).date()
     except ValueError:
         raise DataError(f"{path}: datetime {when!r} is not an ISO date-time; the Item needs its acquisition time") from None
-    acquisition = Acquisition(path, str(item.get("id", path.stem)), sensor, date, None)
-    assets = item["assets"]
+    acquisition = Acquisition(path, parsed.id, sensor, date, None)
+    assets = {key: asset.to_dict() for key, asset in parsed.assets.items()}
     if sensor == "sentinel-2":
         for band in (*OPTICAL, "scl"):
             key = _asset_key(assets, S2_ASSET_NAMES[band])
@@ -187,11 +187,11 @@ def read_item(path: Path) -> Acquisition:
                 raise DataError(f"{path}: no {band} asset (looked for {', '.join(S2_ASSET_NAMES[band])}); the Item lacks a band")
             asset = Asset(_href(path, assets[key], key))
             if band != "scl":
-                found = _s2_offset_from_item(item, assets[key], date)
+                found = _s2_offset_from_item(props, assets[key])
                 if found is not None:
                     asset.scale, asset.offset, asset.note = found
-                elif date >= BASELINE_OFFSET_FROM:
-                    asset.note = "UNSTATED"  # decided once the file's own GDAL metadata is read
+                else:  # decided once the file's own GDAL metadata is read
+                    asset.offset_unstated = date >= BASELINE_OFFSET_FROM
             acquisition.assets[band] = asset
     else:
         orbit = str(props.get("sat:orbit_state", "")).lower()
@@ -379,14 +379,12 @@ def split_at_event(acquisitions: list[Acquisition], event: dt.date) -> None:
 def optical_band(acquisition: Acquisition, band: str, grid: Grid, options: StackOptions, record: dict[str, Any]) -> np.ndarray:
     asset = acquisition.assets[band]
     values, declared = read_onto(asset, grid)
-    if asset.note == "UNSTATED":
-        if not declared:
-            raise DataError(
-                f"{acquisition.source}: a Sentinel-2 product of {acquisition.date} (processing baseline 04.00 or later) "
-                f"states no offset for {band} (no raster:bands offset, s2:processing_baseline or GDAL offset); add "
-                f"s2:processing_baseline to the Item, or raster:bands offset -1000 to its assets"
-            )
-        asset.note = ""
+    if asset.offset_unstated and not declared:
+        raise DataError(
+            f"{acquisition.source}: a Sentinel-2 product of {acquisition.date} (processing baseline 04.00 or later) "
+            f"states no offset for {band} (no raster:bands offset, s2:processing_baseline or GDAL offset); add "
+            f"s2:processing_baseline to the Item, or raster:bands offset -1000 to its assets"
+        )
     if declared:  # the file states its own scaling: the Item's record of the same offset is not applied twice
         record.setdefault("offsets_removed", {})[band] = declared
         reflectance_x10k = values
@@ -457,11 +455,15 @@ def build_scene(acquisitions: list[Acquisition], options: StackOptions) -> tuple
     records: dict[str, dict[str, Any]] = {}
 
     def record_of(a: Acquisition) -> dict[str, Any]:
-        return records.setdefault(str(a.source), {
-            "input": str(a.source), "product_id": a.product_id, "sensor": a.sensor, "date": a.date.isoformat(),
-            "role": a.role, **({"orbit": a.orbit} if a.orbit else {}),
-            "files": {name: {"path": str(asset.path), "sha256": file_sha256(asset.path)} for name, asset in a.assets.items()},
-        })
+        """The input's provenance record, made (and its files hashed) on first use only."""
+        key = str(a.source)
+        if key not in records:
+            records[key] = {
+                "input": key, "product_id": a.product_id, "sensor": a.sensor, "date": a.date.isoformat(),
+                "role": a.role, **({"orbit": a.orbit} if a.orbit else {}),
+                "files": {name: {"path": str(asset.path), "sha256": file_sha256(asset.path)} for name, asset in a.assets.items()},
+            }
+        return records[key]
 
     bands: list[np.ndarray] = []
     masks = []

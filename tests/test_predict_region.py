@@ -528,3 +528,76 @@ def test_a_maps_files_get_the_umask_mode(reference: Path) -> None:
     os.umask(mask)
     modes = {p.name: p.stat().st_mode & 0o777 for p in reference.iterdir()}
     assert modes and all(mode == 0o666 & ~mask for mode in modes.values()), modes
+
+
+def write_dem_under(scene: Path, path: Path, degrees: float) -> None:
+    """A 30 m DEM of a plane rising ``degrees`` to the east, covering ``scene`` with a margin."""
+    import math
+
+    with rasterio.open(scene) as src:
+        left, top = src.bounds.left - 300.0, src.bounds.top + 300.0
+        crs = src.crs
+    size = int((max(src.width, src.height) * 10.0 + 600.0) / 30.0) + 1
+    elevation = 200.0 + math.tan(math.radians(degrees)) * 30.0 * np.arange(size)[None, :].repeat(size, 0)
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": 1, "dtype": "float32", "crs": crs,
+               "transform": from_origin(left, top, 30.0, 30.0)}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(elevation.astype(np.float32), 1)
+
+
+def test_a_dems_slope_rule_on_a_zindi_scene_single_and_in_a_region(scenes: Path, reference: Path, tmp_path: Path) -> None:
+    scene = scenes / "east.tif"
+    reference_shapes, _, _ = read_features(reference / "east.gpkg", ["area_m2"])
+    flat, steep = tmp_path / "flat.tif", tmp_path / "steep.tif"
+    write_dem_under(scene, flat, 0.0)
+    write_dem_under(scene, steep, 20.0)
+    base = ["predict", str(scene), "--bundle", str(BUNDLE), "--device", "cpu", "--batch-size", "16"]
+    assert main([*base, "--out", str(tmp_path / "steep_map.tif"), "--dem", str(steep), "--min-slope", "10"]) == 0
+    steep_shapes, _, _ = read_features(tmp_path / "steep_map.gpkg", ["area_m2"])
+    assert len(reference_shapes) > 0 and len(steep_shapes) == len(reference_shapes)  # 20 deg everywhere: nothing vetoed
+    with rasterio.open(tmp_path / "steep_map.tif") as src:
+        assert "slope in degrees from the DEM steep.tif" in src.tags()["LANDSLIDE_RULES"]
+        assert "covering 100.0 % of the scene" in src.tags()["LANDSLIDE_RULES"]
+    assert main([*base, "--out", str(tmp_path / "flat_map.tif"), "--dem", str(flat), "--min-slope", "10"]) == 0
+    flat_shapes, _, _ = read_features(tmp_path / "flat_map.gpkg", ["area_m2"])
+    assert flat_shapes == []  # flat ground never holds a landslide
+
+    region_out = tmp_path / "region"
+    options = RegionOptions(stride=32, batch_size=16, threads=1, device="cpu", dem=str(steep), smooth=0)
+    from landslide_dvc.serve.bundle import load_bundle
+
+    model = load_bundle(BUNDLE)
+    model.override_rules(min_slope=10.0)
+    summary = predict_region([scene], region_out, BUNDLE, options, strip_rows=STRIP_ROWS, model=model)
+    assert summary.done == [str(scene)]
+    assert (region_out / "east.gpkg").read_bytes() == (tmp_path / "steep_map.gpkg").read_bytes()
+    import json
+
+    key = json.loads((region_out / "east.json").read_text())["key"]
+    from landslide_dvc.core.io import file_sha256
+
+    assert key["dem_sha256"] == file_sha256(steep) and key["rules"]["min_slope"] == 10.0
+
+
+def test_a_dated_region_writes_each_scenes_item_and_a_collection_and_resumes_over_them(scenes: Path, reference: Path, tmp_path: Path) -> None:
+    import json
+
+    import pystac
+
+    out = tmp_path / "dated"
+    options = RegionOptions(stride=32, batch_size=16, threads=1, device="cpu", datetime="2024-06-01")
+    summary = predict_region([scenes], out, BUNDLE, options, strip_rows=STRIP_ROWS)
+    assert sorted(summary.done) == sorted(str(scenes / f"{n}.tif") for n in CROPS) and summary.n_items == 3
+    for name in CROPS:  # the maps are the undated region's, byte for byte; only the Items are new
+        assert (out / f"{name}.tif").read_bytes() == (reference / f"{name}.tif").read_bytes()
+        assert not (reference / f"{name}.item.json").exists()
+        item = pystac.Item.from_file(str(out / f"{name}.item.json"))
+        assert item.datetime.isoformat() == "2024-06-01T00:00:00+00:00"
+        assert json.loads((out / f"{name}.json").read_text())["outputs"].keys() == {f"{name}.tif", f"{name}.gpkg", f"{name}.item.json"}
+    collection = pystac.Collection.from_file(str(out / "collection.json"))
+    assert sorted(link.href for link in collection.links if link.rel == "item") == sorted(f"{n}.item.json" for n in CROPS)
+    again = predict_region([scenes], out, BUNDLE, options, strip_rows=STRIP_ROWS)  # our Items and Collection are ours
+    assert again.done == [] and len(again.skipped) == 3 and not again.failed
+    (out / "collection.json").write_text('{"type": "Collection", "description": "my own"}')
+    with pytest.raises(Exception, match="collection.json exists and is not a Collection written by predict"):
+        predict_region([scenes], out, BUNDLE, options, strip_rows=STRIP_ROWS)

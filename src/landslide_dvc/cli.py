@@ -62,10 +62,22 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
     rules.add_argument("--min-area", type=float, metavar="M2", help="minimum mapping unit: drop polygons under M2 m^2")
     rules.add_argument(
         "--min-slope", type=float, metavar="VALUE",
-        help="no landslide where the scene's slope band is below VALUE (bundles of scenes with a slope band: L4S)",
+        help="no landslide where the slope is below VALUE: the scene's slope band (L4S, its units) or, with --dem, degrees",
+    )
+    rules.add_argument(
+        "--dem", type=Path, metavar="DEM.tif",
+        help="elevations in metres (any CRS, warped onto the scene): the slope --min-slope DEGREES limits (Zindi scenes)",
     )
     rules.add_argument("--no-slope-rule", action="store_true", help="switch the bundle's slope rule off")
     rules.add_argument("--fill-holes", type=float, metavar="M2", help="fill holes under M2 m^2 inside a landslide")
+    p.add_argument(
+        "--datetime", metavar="YYYY-MM-DD",
+        help="scene: its acquisition date for the map's STAC Item, where the scene states none (its Item, TIFFTAG_DATETIME)",
+    )
+    rules.add_argument(
+        "--smooth", type=int, default=0, metavar="N",
+        help="smooth the polygons' pixel-edge outlines by N passes of Chaikin's corner cutting (default 0: none)",
+    )
     region = p.add_argument_group("many scenes (a region)")
     region.add_argument("--workers", type=int, help="start a local Dask cluster of this many worker processes")
     region.add_argument("--scheduler", help="use an existing Dask cluster at this address (tcp://HOST:PORT)")
@@ -94,9 +106,14 @@ def apply_rule_options(bundle: Any, args: argparse.Namespace) -> None:
             raise LandslideError(f"{flag} {value} must be an area >= 0 (m^2)")
     if args.min_slope is not None and args.no_slope_rule:
         raise LandslideError("give --min-slope or --no-slope-rule, not both")
-    if args.min_slope is not None and "slope" not in bundle.bands:
+    if args.dem is not None and args.min_slope is None:
+        raise LandslideError("--dem needs --min-slope DEGREES: the slope limit the DEM's slope is held to")
+    if args.smooth < 0:
+        raise LandslideError(f"--smooth {args.smooth} must be >= 0 passes")
+    if args.min_slope is not None and args.dem is None and "slope" not in bundle.bands:
         raise LandslideError(
-            f"--min-slope needs a slope band, and the bundle's scenes have none ({', '.join(bundle.bands[:4])}, ...)"
+            f"--min-slope needs a slope band or --dem DEM.tif, and the bundle's scenes have no slope band "
+            f"({', '.join(bundle.bands[:4])}, ...)"
         )
     changes = {"min_area_m2": args.min_area, "fill_holes_m2": args.fill_holes, "min_slope": args.min_slope}
     changes = {k: v for k, v in changes.items() if v is not None}
@@ -110,7 +127,7 @@ def apply_rule_options(bundle: Any, args: argparse.Namespace) -> None:
 def predict_command(args: argparse.Namespace) -> str:
     from landslide_dvc.core.devices import select_device
     from landslide_dvc.serve.bundle import load_bundle
-    from landslide_dvc.serve.predict import run_predict
+    from landslide_dvc.serve.predict import MapOptions, run_predict
 
     if args.batch_size is not None and args.batch_size < 1:
         raise LandslideError(f"--batch-size {args.batch_size} must be >= 1")
@@ -120,7 +137,8 @@ def predict_command(args: argparse.Namespace) -> str:
     bundle = load_bundle(args.bundle).to(device)
     apply_rule_options(bundle, args)
     return run_predict(
-        bundle, args.path[0], args.out, device=device, batch_size=args.batch_size, stride=args.stride, polygons=args.polygons
+        bundle, args.path[0], args.out, device=device, batch_size=args.batch_size, stride=args.stride, polygons=args.polygons,
+        options=MapOptions(args.dem, args.smooth, args.datetime),
     )
 
 
@@ -148,6 +166,7 @@ def region_command(args: argparse.Namespace) -> str:
         stride=bundle.window // 2 if args.stride is None else args.stride,
         batch_size=bundle.default_batch_size if args.batch_size is None else args.batch_size,
         threads=args.threads, device=args.device, window_combination=args.windows,
+        dem=None if args.dem is None else str(args.dem.resolve()), smooth=args.smooth, datetime=args.datetime,
     )
     client = start_client(args.workers, args.scheduler)
     try:

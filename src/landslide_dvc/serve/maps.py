@@ -10,7 +10,9 @@
   `landslide_dvc.core.mapping_rules`),
   traced along pixel edges (`rasterio.features.shapes`), with ``area_m2`` (pixel count x pixel
   area; on a geographic CRS each pixel's area on a sphere of radius 6,371,008.8 m), ``mean_prob``,
-  ``max_prob`` and ``mean_uncertainty`` (the mean of band 2 over the polygon's pixels). A `.gpkg` (layer ``landslides``) keeps the scene's CRS; a `.geojson` is
+  ``max_prob`` and ``mean_uncertainty`` (the mean of band 2 over the polygon's pixels); optionally smoothed
+  (``--smooth``: Chaikin's corner cutting, `landslide_dvc.core.terrain`), their areas still the pixel counts'.
+  A `.gpkg` (layer ``landslides``) keeps the scene's CRS; a `.geojson` is
   reprojected to WGS 84 longitude/latitude, as RFC 7946 requires and web maps assume.
 - **Atomic**: both files are written under their own names in hidden folders next to the
   targets and renamed onto them together at the end; on any error neither exists.
@@ -41,6 +43,8 @@ from landslide_dvc.core.geo import (
 )
 from landslide_dvc.core.io import atomic_paths
 from landslide_dvc.core.mapping_rules import MappingRules, landslide_mask
+from landslide_dvc.core.terrain import smooth_outline
+from landslide_dvc.serve.stac import MapSource, item_path, map_item, write_json
 
 POLYGON_SUFFIXES = (".gpkg", ".geojson")
 COG_BLOCK = 256
@@ -156,20 +160,26 @@ def staged_outputs(*targets: Path) -> Iterator[tuple[Path, ...]]:
 @dataclass(frozen=True)
 class MapFiles:
     """Where one map's outputs go. Every output of a map is a field here and a writer in ``MAP_WRITERS``:
-    a new output (a STAC Item, say) is one field and one writer, and every caller (predict, a region's
-    scenes and their manifests, map_scene) writes, checks and lists it through this object."""
+    a new output is one field and one writer, and every caller (predict, a region's scenes and their
+    manifests, map_scene) writes, checks and lists it through this object."""
 
     cog: Path  # probability Cloud Optimized GeoTIFF
     polygons: Path  # .gpkg (the scene's CRS) or .geojson (WGS 84)
+    item: Path | None = None  # the map's STAC Item (`serve.stac`); written where the scene's dates are known
+
+    @classmethod
+    def beside(cls, cog: Path, polygons: Path) -> MapFiles:
+        """A single scene's outputs: the COG and polygons asked for, and the Item next to the COG."""
+        return cls(cog=cog, polygons=polygons, item=item_path(cog))
 
     @classmethod
     def in_folder(cls, folder: Path, stem: str) -> MapFiles:
-        """A region's outputs of the scene ``stem``: ``folder/<stem>.tif`` and ``.gpkg``."""
-        return cls(cog=folder / f"{stem}.tif", polygons=folder / f"{stem}.gpkg")
+        """A region's outputs of the scene ``stem``: ``folder/<stem>.tif``, ``.gpkg`` and ``.item.json``."""
+        return cls.beside(folder / f"{stem}.tif", folder / f"{stem}.gpkg")
 
     @property
     def paths(self) -> tuple[Path, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        return tuple(p for f in fields(self) if (p := getattr(self, f.name)) is not None)
 
     def check(self) -> None:
         """Refuse, before any work, paths the writers cannot write as asked."""
@@ -186,40 +196,84 @@ class SceneMap:
     tags: dict[str, str]
     uncertainty: np.ndarray | None = None  # (H, W) float32, band 2 of the COG
     rules: MappingRules | None = None  # the mapping rules of the polygons (None: the threshold alone)
-    slope: np.ndarray | None = None  # (H, W): the scene's slope band, where the rules have a slope limit
+    slope: np.ndarray | None = None  # (H, W): the scene's slope band (or a DEM's slope), where the rules have a slope limit
+    smooth: int = 0  # passes of Chaikin's corner cutting on the polygons' outlines (`core.terrain.smooth_outline`)
+    source: MapSource | None = None  # the scene, its dates and the bundle, for the map's STAC Item
 
     def __post_init__(self) -> None:
         if self.rules is not None and self.rules.threshold != self.threshold:
             raise ValueError(f"the rules' threshold {self.rules.threshold} is not the map's {self.threshold}")
 
     def regions(self) -> Regions:
-        if self.rules is None:
-            return find_regions(self.probability, self.threshold, self.georef, self.uncertainty)
-        height, width = self.probability.shape
-        pixel_area = float(pixel_areas_m2(np.array([height // 2]), np.array([width // 2]), self.georef)[0])
-        mask = landslide_mask(self.probability, self.rules, pixel_area, self.slope)
-        return find_regions(self.probability, self.threshold, self.georef, self.uncertainty, mask)
+        """The polygons under the rules; areas stay the pixel counts' (the raster is the measurement), also when
+        the outlines are smoothed."""
+        mask = None
+        if self.rules is not None:
+            height, width = self.probability.shape
+            pixel_area = float(pixel_areas_m2(np.array([height // 2]), np.array([width // 2]), self.georef)[0])
+            mask = landslide_mask(self.probability, self.rules, pixel_area, self.slope)
+        regions = find_regions(self.probability, self.threshold, self.georef, self.uncertainty, mask)
+        if self.smooth:
+            step = min(abs(self.georef.transform.a), abs(self.georef.transform.e))  # a pixel's side
+            regions.geometries = [smooth_outline(g, self.smooth, step) for g in regions.geometries]
+        return regions
 
 
-def _write_cog_output(path: Path, scene_map: SceneMap, regions: Regions) -> None:
-    write_cog(path, scene_map.probability, scene_map.georef, scene_map.tags, scene_map.uncertainty)
+@dataclass(frozen=True)
+class Written:
+    """The outputs being written: each field's final path and the staged path its bytes go to first."""
+
+    final: dict[str, Path]
+    staged: dict[str, Path]
+
+    def pair(self, name: str) -> tuple[Path, Path]:
+        return self.final[name], self.staged[name]
 
 
-def _write_polygons_output(path: Path, scene_map: SceneMap, regions: Regions) -> None:
-    write_polygons(path, regions, scene_map.georef)
+def _write_cog_output(written: Written, scene_map: SceneMap, regions: Regions) -> None:
+    write_cog(written.staged["cog"], scene_map.probability, scene_map.georef, scene_map.tags, scene_map.uncertainty)
 
 
-MAP_WRITERS: dict[str, Callable[[Path, SceneMap, Regions], None]] = {
-    "cog": _write_cog_output,
-    "polygons": _write_polygons_output,
+def _write_polygons_output(written: Written, scene_map: SceneMap, regions: Regions) -> None:
+    write_polygons(written.staged["polygons"], regions, scene_map.georef)
+
+
+def _write_item_output(written: Written, scene_map: SceneMap, regions: Regions) -> None:
+    assert scene_map.source is not None
+    item = map_item(written.final["item"], written.pair("cog"), written.pair("polygons"), scene_map, scene_map.source, len(regions))
+    write_json(written.staged["item"], item)
+
+
+def _has_dates(scene_map: SceneMap) -> bool:
+    return scene_map.source is not None and scene_map.source.dates is not None
+
+
+@dataclass(frozen=True)
+class MapWriter:
+    write: Callable[[Written, SceneMap, Regions], None]
+    applies: Callable[[SceneMap], bool] = lambda scene_map: True
+
+
+# In the order they are written: a later writer reads the earlier ones' staged bytes (the Item's checksums).
+MAP_WRITERS: dict[str, MapWriter] = {
+    "cog": MapWriter(_write_cog_output),
+    "polygons": MapWriter(_write_polygons_output),
+    "item": MapWriter(_write_item_output, _has_dates),
 }
 
 
+def outputs_written(scene_map: SceneMap, files: MapFiles) -> list[str]:
+    """The fields of ``files`` that ``scene_map`` writes (an Item only where the scene's dates are known)."""
+    return [name for name in MAP_WRITERS if getattr(files, name) is not None and MAP_WRITERS[name].applies(scene_map)]
+
+
 def write_map_outputs(scene_map: SceneMap, files: MapFiles) -> int:
-    """Every output of ``files``, together or not at all; returns the polygon count."""
+    """Every output of ``files`` that applies, together or not at all; returns the polygon count."""
     regions = scene_map.regions()
-    names = [f.name for f in fields(files)]
-    with staged_outputs(*files.paths) as staged:
-        for name, path in zip(names, staged):
-            MAP_WRITERS[name](path, scene_map, regions)
+    names = outputs_written(scene_map, files)
+    final = {name: getattr(files, name) for name in names}
+    with staged_outputs(*final.values()) as staged:
+        written = Written(final, dict(zip(names, staged)))
+        for name in names:
+            MAP_WRITERS[name].write(written, scene_map, regions)
     return len(regions)

@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from landslide_dvc.core.errors import DataError
-from landslide_dvc.core.io import atomic_path, ensure_output_folder
+from landslide_dvc.core.io import atomic_path, ensure_output_folder, file_sha256
 from landslide_dvc.core.patches import (
     SAMPLE_SUBMISSION_CSV,
     SUBMISSION_COLUMNS,
@@ -53,9 +53,10 @@ from landslide_dvc.core.raster import DeclaredScaling
 from landslide_dvc.core.submission import submission_rows, write_submission
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import Bundle
-from landslide_dvc.serve.maps import Georef, MapFiles, SceneMap, write_map_outputs
-from landslide_dvc.serve.scene import Dataset, open_scene, read_band, window_offsets
+from landslide_dvc.serve.maps import Georef, MapFiles, SceneMap, outputs_written, write_map_outputs
+from landslide_dvc.serve.scene import Dataset, dem_slope, open_scene, read_band, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle
+from landslide_dvc.serve.stac import MapSource, parse_datetime, scene_dates
 from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
 SCENE_SUFFIXES = (".tif", ".tiff")
@@ -202,7 +203,9 @@ def score_scene(
     return SceneResult(blender.combined(model.window_combination), n_scored, len(rows) * len(cols), blender.uncertainty())
 
 
-def map_tags(model: SceneModel, stride: int, floor: float, scaling: DeclaredScaling | None = None) -> dict[str, str]:
+def map_tags(
+    model: SceneModel, stride: int, floor: float, scaling: DeclaredScaling | None = None, terrain: Terrain | None = None
+) -> dict[str, str]:
     tags = {
         "LANDSLIDE_BUNDLE_KIND": model.kind,
         "LANDSLIDE_TTA_VIEWS": str(model.tta),
@@ -215,24 +218,73 @@ def map_tags(model: SceneModel, stride: int, floor: float, scaling: DeclaredScal
     }
     if scaling is not None and not scaling.is_identity:  # a scene that declares none keeps today's bytes
         tags["LANDSLIDE_DECLARED_SCALING"] = f"applied before the bundle's scaling (value = raw x scale + offset): {scaling.describe()}"
+    if terrain is not None and terrain.note:  # a slope from a DEM, or smoothed outlines, are named; the defaults keep the bytes
+        tags["LANDSLIDE_RULES"] += f"; {terrain.note}"
     return tags
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """predict's options for a scene's map beyond the bundle's rules: a DEM for the slope rule of scenes
+    without a slope band (Zindi's), smoothing of the pixel-edge outlines (`core.terrain`), and the
+    scene's acquisition date for the map's STAC Item where the scene states none (`serve.stac`)."""
+
+    dem: Path | None = None  # its slope, in degrees, is what --min-slope limits
+    smooth: int = 0  # passes of Chaikin's corner cutting (0: pixel-edge outlines)
+    datetime: str | None = None  # YYYY-MM-DD or ISO date-time, over the scene's own
+
+    def check(self, model: SceneModel) -> None:
+        """Refuse, before any work, options the model's rules cannot use."""
+        if self.smooth < 0:
+            raise DataError(f"--smooth {self.smooth} must be >= 0 passes")
+        if self.datetime is not None:
+            parse_datetime(self.datetime, "--datetime")
+        if self.dem is not None:
+            if not self.dem.is_file():
+                raise DataError(f"--dem {self.dem} not found; give a GeoTIFF of elevations in metres")
+            if model.rules.min_slope is None:  # the limit must be in degrees: set with the DEM (the CLI insists)
+                raise DataError("--dem needs --min-slope DEGREES: the slope limit the DEM's slope is held to")
+
+
+@dataclass(frozen=True)
+class Terrain:
+    """The slope a scene's rules read, and what the map's tags say about it and the outlines."""
+
+    slope: np.ndarray | None
+    note: str = ""
+
+
+def scene_terrain(src: Dataset, model: SceneModel, options: MapOptions) -> Terrain:
+    """The slope band the model's slope rule reads (None without one), or the slope of ``options.dem``."""
+    notes = [f"outlines smoothed by {options.smooth} passes of Chaikin's corner cutting"] if options.smooth else []
+    if model.rules.min_slope is None:
+        return Terrain(None, "; ".join(notes))
+    if options.dem is not None:
+        dem = dem_slope(options.dem, Georef(src.crs, src.transform), src.height, src.width)
+        notes.insert(0, f"slope in degrees from the DEM {options.dem.name} (sha256 {file_sha256(options.dem)}, "
+                        f"covering {100 * dem.coverage:.1f} % of the scene; no slope rule where it has no data)")
+        return Terrain(dem.degrees, "; ".join(notes))
+    return Terrain(read_band(src, model.bands, str(model.slope_band())), "; ".join(notes))
 
 
 def scene_map(
     probability: np.ndarray, uncertainty: np.ndarray, georef: Georef, model: SceneModel, stride: int,
-    slope: np.ndarray | None = None, scaling: DeclaredScaling | None = None,
+    terrain: Terrain | None = None, scaling: DeclaredScaling | None = None, smooth: int = 0,
+    source: MapSource | None = None,
 ) -> SceneMap:
     """What a scored scene writes (`serve.maps.write_map_outputs`), for a single scene and a region's alike;
-    ``slope``: the scene's slope band, where the model's rules have a slope limit; ``scaling``: the scene's
-    declared band scales and offsets, applied as it was read (named in the tags)."""
-    tags = map_tags(model, stride, TAPER_FLOOR, scaling)
-    return SceneMap(probability, georef, model.threshold, tags, uncertainty, model.rules, slope)
+    ``terrain``: the slope the model's rules read (`scene_terrain`); ``scaling``: the scene's declared band
+    scales and offsets, applied as it was read (named in the tags); ``smooth``: outline smoothing passes;
+    ``source``: the scene, its dates and the bundle, for the map's STAC Item."""
+    tags = map_tags(model, stride, TAPER_FLOOR, scaling, terrain)
+    slope = None if terrain is None else terrain.slope
+    return SceneMap(probability, georef, model.threshold, tags, uncertainty, model.rules, slope, smooth, source)
 
 
-def scene_slope(src: Dataset, model: SceneModel) -> np.ndarray | None:
-    """The slope band the model's slope rule reads (None without one)."""
-    name = model.slope_band()
-    return None if name is None else read_band(src, model.bands, name)
+def map_source(scene: Path, src: Dataset, model: SceneModel, options: MapOptions) -> MapSource:
+    """The scene, its acquisition dates (`serve.stac.scene_dates`) and the model's bundle folder."""
+    bundle = getattr(model, "path", None)
+    return MapSource(scene, scene_dates(scene, src.tags(), options.datetime), None if bundle is None else Path(bundle))
 
 
 def check_scene_outputs(scene: Path, files: MapFiles, stride: int) -> None:
@@ -242,30 +294,37 @@ def check_scene_outputs(scene: Path, files: MapFiles, stride: int) -> None:
     files.check()
     paths = [scene.resolve(), *(p.resolve() for p in files.paths)]
     if len(set(paths)) < len(paths):
-        raise DataError(f"the scene, --out and --polygons must be different files ({scene}, {', '.join(map(str, files.paths))})")
+        raise DataError(f"the scene, --out, --polygons and the map's Item must be different files ({scene}, {', '.join(map(str, files.paths))})")
 
 
 def predict_scene(
-    bundle: SceneModel, scene: Path, out: Path, polygons: Path, stride: int, device: torch.device, batch_size: int
+    bundle: SceneModel, scene: Path, out: Path, polygons: Path, stride: int, device: torch.device, batch_size: int,
+    options: MapOptions = MapOptions(),
 ) -> str:
     """Probability COG (same grid as ``scene``) and polygons of the regions at or above the threshold."""
-    files = MapFiles(cog=out, polygons=polygons)
+    files = MapFiles.beside(out, polygons)
     check_scene_outputs(scene, files, stride)
+    options.check(bundle)
     with open_scene(scene, bundle.bands, bundle.window, kind=bundle.kind) as src:
+        terrain = scene_terrain(src, bundle, options)  # before scoring: a bad DEM or date is refused at once
+        source = map_source(scene, src, bundle, options)
         result = score_scene(src, bundle, stride, device, batch_size, str(scene))
         georef, scaling = Georef(src.crs, src.transform), DeclaredScaling.of(src)
-        slope = scene_slope(src, bundle)
-        scored = scene_map(result.probability, result.uncertainty, georef, bundle, stride, slope, scaling)
+        scored = scene_map(result.probability, result.uncertainty, georef, bundle, stride, terrain, scaling, options.smooth, source)
         n_regions = write_map_outputs(scored, files)
+    item = (
+        f", {files.item} (STAC Item)" if "item" in outputs_written(scored, files)
+        else " (no STAC Item: the scene states no acquisition date; give --datetime YYYY-MM-DD)"
+    )
     return (
         f"{result.n_scored} of {result.n_windows} windows scored (the rest touch no-data), "
-        f"{n_regions} regions ({bundle.rules.describe()}) -> {out}, {polygons}"
+        f"{n_regions} regions ({bundle.rules.describe()}) -> {out}, {polygons}{item}"
     )
 
 
 def run_predict(
     bundle: Bundle | SegBundle, path: Path, out: Path, *, device: torch.device, batch_size: int | None = None,
-    stride: int | None = None, polygons: Path | None = None,
+    stride: int | None = None, polygons: Path | None = None, options: MapOptions = MapOptions(),
 ) -> str:
     """Dispatch on the kind of ``path``; returns the summary line.
 
@@ -292,5 +351,5 @@ def run_predict(
             return predict_zindi(bundle, path, out, device, batch_size)
         return predict_patch_folder(bundle, path, out, device, batch_size)
     if path.is_file() and path.suffix.lower() in SCENE_SUFFIXES:
-        return predict_scene(bundle, path, out, polygons, stride, device, batch_size)
+        return predict_scene(bundle, path, out, polygons, stride, device, batch_size, options)
     raise DataError(f"{path} is neither a folder nor a .tif/.tiff scene; give a folder of .npy patches, a Zindi folder or a GeoTIFF")

@@ -52,8 +52,9 @@ from landslide_dvc.core.raster import DeclaredScaling
 from landslide_dvc.core.runtime import use_threads
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.bundle import load_bundle
-from landslide_dvc.serve.maps import MapFiles, staged_outputs, write_map_outputs
-from landslide_dvc.serve.predict import SCENE_SUFFIXES, scene_map, scene_slope
+from landslide_dvc.serve.maps import MapFiles, outputs_written, staged_outputs, write_map_outputs
+from landslide_dvc.serve.predict import SCENE_SUFFIXES, MapOptions, map_source, scene_map, scene_terrain
+from landslide_dvc.serve.stac import COLLECTION_FILE, MAP_PROPERTY, region_collection, write_json
 from landslide_dvc.serve.scene import open_scene, window_offsets
 from landslide_dvc.serve.strips import SceneModel, scored_tiles
 
@@ -73,6 +74,12 @@ class RegionOptions:
     threads: int  # torch intra-op threads per task
     device: str  # auto, cpu, cuda, cuda:auto: chosen by each worker process
     window_combination: str | None = None  # blend or intersection (`serve.blend`); None: the bundle kind's default
+    dem: str | None = None  # a DEM for the slope rule (`serve.predict.MapOptions`); its sha256 joins the key
+    smooth: int = 0  # passes of outline smoothing
+    datetime: str | None = None  # the scenes' acquisition date where they state none (their Items' dates)
+
+    def map_options(self) -> MapOptions:
+        return MapOptions(None if self.dem is None else Path(self.dem), self.smooth, self.datetime)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ class RegionSummary:
     n_regions: int = 0  # polygons in landslides.gpkg
     layer_written: bool = False  # landslides.gpkg written in this run (only when a scene was mapped)
     layer_error: str = ""  # why landslides.gpkg could not be written (the scenes' outputs stand)
+    n_items: int = 0  # scenes' STAC Items in collection.json (scenes with acquisition dates)
 
     def line(self, out_dir: Path) -> str:
         scenes = f"{len(self.done)} scenes mapped, {len(self.skipped)} already done, {len(self.failed)} failed"
@@ -110,7 +118,8 @@ class RegionSummary:
             return f"{scenes}; the region layer was not written: {self.layer_error}"
         if not self.layer_written:
             return f"{scenes}; no scene mapped, so no region layer written"
-        return f"{scenes}; {self.n_regions} regions -> {out_dir / REGION_LAYER_FILE}"
+        collection = f", {self.n_items} STAC Items -> {out_dir / COLLECTION_FILE}" if self.n_items else ""
+        return f"{scenes}; {self.n_regions} regions -> {out_dir / REGION_LAYER_FILE}{collection}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,18 +238,31 @@ def is_earlier_output(path: Path) -> bool:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
+    if isinstance(record, dict) and record.get("type") == "Feature":  # a map's STAC Item (`serve.stac`)
+        return (record.get("properties") or {}).get(MAP_PROPERTY) is True
+    if isinstance(record, dict) and record.get("type") == "Collection":  # the region's Collection
+        return any(link.get("rel") == "item" for link in record.get("links", [])) and "landslide maps" in str(record.get("description"))
     return isinstance(record, dict) and {"scene", "key", "outputs"} <= set(record)
 
 
 def check_region_outputs(out_dir: Path, scenes: Sequence[Path]) -> None:
     """Refuse, before any work, a run that would replace a file predict did not write, in one line."""
     layer = out_dir / REGION_LAYER_FILE
+    collection = out_dir / COLLECTION_FILE
     for scene in scenes:
-        if outputs_of(out_dir, scene)[0].polygons.name.casefold() == REGION_LAYER_FILE.casefold():
+        files, manifest = outputs_of(out_dir, scene)
+        if files.polygons.name.casefold() == REGION_LAYER_FILE.casefold():
             raise DataError(
                 f"{scene} would write its polygons to {layer}, the region layer's name; rename the scene "
                 f"(the name {layer.stem} is the region's)"
             )
+        if manifest.name.casefold() == COLLECTION_FILE.casefold():
+            raise DataError(
+                f"{scene} would write its manifest to {collection}, the region's STAC Collection; rename the scene "
+                f"(the name {collection.stem} is the region's)"
+            )
+    if collection.exists() and not is_earlier_output(collection):
+        raise DataError(f"{collection} exists and is not a Collection written by predict; move it or choose another --out")
     if layer.exists() and not is_region_layer(layer):
         raise DataError(
             f"{layer} exists and is not a region layer written by predict (layer {POLYGON_LAYER} with the columns scene, "
@@ -338,6 +360,7 @@ def scene_key(scene: Path, bundle_sha256: str, model: SceneModel, options: Regio
         "rules": model.rules.record(),
         "blend_floor": TAPER_FLOOR,
         "options": asdict(options),
+        **({"dem_sha256": file_sha256(Path(options.dem))} if options.dem else {}),
     }
 
 
@@ -354,14 +377,20 @@ def is_done(out_dir: Path, scene: Path, key: dict[str, Any]) -> bool:
         return False
     if written.get("key") != key:
         return False
-    expected = written.get("outputs", {})
-    return all(p.is_file() and expected.get(p.name) == file_sha256(p) for p in files.paths)
+    expected = written.get("outputs", {})  # the map's Item only where the scene has dates
+    required = {files.cog.name, files.polygons.name}
+    by_name = {p.name: p for p in files.paths}
+    return required <= set(expected) and all(
+        name in by_name and by_name[name].is_file() and file_sha256(by_name[name]) == digest for name, digest in expected.items()
+    )
 
 
-def write_manifest(out_dir: Path, scene: Path, key: dict[str, Any], n_scored: int, n_windows: int, n_regions: int) -> None:
-    files, manifest = outputs_of(out_dir, scene)
+def write_manifest(
+    out_dir: Path, scene: Path, key: dict[str, Any], n_scored: int, n_windows: int, n_regions: int, written: Sequence[Path],
+) -> None:
+    _, manifest = outputs_of(out_dir, scene)
     record = {
-        "scene": str(scene), "key": key, "outputs": {p.name: file_sha256(p) for p in files.paths},
+        "scene": str(scene), "key": key, "outputs": {p.name: file_sha256(p) for p in written},
         "windows_scored": n_scored, "windows": n_windows, "regions": n_regions,
     }
     with atomic_path(manifest) as tmp:
@@ -429,10 +458,11 @@ def predict_region(
     if options.stride < 1 or options.batch_size < 1 or strip_rows < 1 or options.threads < 0:
         raise DataError(f"--stride, --batch-size and --strip-rows must be >= 1 (got {options.stride}, {options.batch_size}, {strip_rows})")
     ensure_output_folder(out_dir, "--out")
-    scenes = list_scenes(paths, out_dir)
-    check_region_outputs(out_dir, scenes)
     if model is None:  # the driver checks the bundle once and reads its window, bands, threshold
         model = load_bundle(bundle_path)
+    options.map_options().check(model)
+    scenes = list_scenes(paths, out_dir)
+    check_region_outputs(out_dir, scenes)
     bundle_sha = manifest_sha256(bundle_path)
     if client is None and (str(bundle_path), bundle_sha) not in _WORKER_MODELS:
         # the tasks run in this process: they take the driver's bundle instead of loading it again
@@ -493,6 +523,7 @@ def predict_region(
         try:
             summary.n_regions = write_region_layer(out_dir, finished)
             summary.layer_written = True
+            summary.n_items = write_region_collection(out_dir, finished)
         except (LandslideError, OSError) as exc:  # the scenes' outputs stand; their summary is still printed
             summary.layer_error = one_line(exc)
     return summary
@@ -504,13 +535,14 @@ def finish_scene(plan: ScenePlan, model: SceneModel, options: RegionOptions, out
     probability = np.concatenate([b.probability for b in blocks])
     uncertainty = np.concatenate([b.uncertainty for b in blocks])
     files, _ = outputs_of(out_dir, plan.scene)
-    slope = None
-    if model.slope_band() is not None:
-        with open_scene(plan.scene, model.bands, model.window, kind=model.kind) as src:
-            slope = scene_slope(src, model)
-    scored = scene_map(probability, uncertainty, plan.georef, model, options.stride, slope, plan.scaling)
+    map_options = options.map_options()
+    with open_scene(plan.scene, model.bands, model.window, kind=model.kind) as src:
+        terrain = scene_terrain(src, model, map_options)
+        source = map_source(plan.scene, src, model, map_options)
+    scored = scene_map(probability, uncertainty, plan.georef, model, options.stride, terrain, plan.scaling, options.smooth, source)
     n_regions = write_map_outputs(scored, files)
-    write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in blocks), sum(b.n_windows for b in blocks), n_regions)
+    written = [getattr(files, name) for name in outputs_written(scored, files)]
+    write_manifest(out_dir, plan.scene, plan.key, sum(b.n_scored for b in blocks), sum(b.n_windows for b in blocks), n_regions, written)
 
 
 def write_region_layer(out_dir: Path, scenes: Sequence[Path]) -> int:
@@ -542,6 +574,16 @@ def write_region_layer(out_dir: Path, scenes: Sequence[Path]) -> int:
     with staged_outputs(out_dir / REGION_LAYER_FILE) as (staged,):
         write_features(staged, geometries, arrays, crs)
     return len(geometries)
+
+
+def write_region_collection(out_dir: Path, scenes: Sequence[Path]) -> int:
+    """The region's STAC Collection of the finished scenes' Items (`serve.stac`), where any has one; their count."""
+    items = [files.item for files, _ in map(lambda s: outputs_of(out_dir, s), scenes) if files.item and files.item.is_file()]
+    if not items:
+        return 0
+    with atomic_path(out_dir / COLLECTION_FILE) as tmp:
+        write_json(tmp, region_collection(out_dir, items))
+    return len(items)
 
 
 def start_client(workers: int | None, scheduler: str | None, threads_per_worker: int = 1) -> Any:

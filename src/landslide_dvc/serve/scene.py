@@ -148,3 +148,46 @@ def strip_windows(src: Dataset, row: int, cols: list[int], window: int) -> tuple
     strip = read_strip(src, row, window)
     keep = strip.valid_columns(cols, window)
     return strip.windows(keep, window), keep
+
+
+@dataclass(frozen=True)
+class DemSlope:
+    """A user's DEM as slope on a scene's grid, for the slope rule of a scene without a slope band."""
+
+    degrees: np.ndarray  # (H, W) float32; +inf where the DEM has no data (the rule does not apply there)
+    coverage: float  # share of the scene's pixels the DEM covers
+
+
+def dem_slope(path: Path, georef: Any, height: int, width: int) -> DemSlope:
+    """Slope in degrees of the DEM ``path`` (band 1, metres), warped bilinearly onto the scene's grid.
+
+    The DEM is resampled to the scene's pixels first and its slope taken there (`core.terrain`), so the
+    rule reads the slope at the map's own resolution. Where the DEM has no data (voids, or beyond its
+    edge) the slope is unknown, and unknown ground is not taken for flat ground: the rule keeps those
+    pixels (the map's tags give the DEM's coverage). A DEM that misses the scene entirely is refused.
+    """
+    from rasterio.warp import Resampling, reproject
+
+    from landslide_dvc.core.geo import Georef
+    from landslide_dvc.core.terrain import slope_degrees
+
+    with _open(path) as dem:
+        problem = georeference_problem(dem, path)
+        if problem:
+            raise DataError(problem.replace("predict on that", "give that as --dem"))
+        elevation = np.full((height, width), np.nan, np.float64)
+        try:
+            reproject(
+                dem.read(1, out_dtype="float64", masked=True).filled(np.nan), elevation,
+                src_transform=dem.transform, src_crs=dem.crs, src_nodata=np.nan,
+                dst_transform=georef.transform, dst_crs=georef.crs, dst_nodata=np.nan,
+                resampling=Resampling.bilinear,
+            )
+        except Exception as exc:  # noqa: BLE001 - GDAL's projection errors come in several classes
+            raise DataError(f"--dem {path} cannot be warped onto the scene's grid ({str(exc).splitlines()[0]})") from None
+    covered = np.isfinite(elevation)
+    if not covered.any():
+        raise DataError(f"--dem {path} does not cover the scene; give a DEM of the scene's area (any CRS, metres)")
+    slope = slope_degrees(elevation, Georef(georef.crs, georef.transform))
+    slope[~np.isfinite(slope)] = np.inf
+    return DemSlope(slope, float(covered.mean()))

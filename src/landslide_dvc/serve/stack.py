@@ -507,26 +507,23 @@ def provenance_path(out: Path) -> Path:
 
 
 def item_path(out: Path) -> Path:
-    return out.with_suffix(".item.json")
+    from landslide_dvc.serve.stac import item_path as stac_item_path
+
+    return stac_item_path(out)  # where predict looks for a scene's dates
 
 
 def scene_item(out: Path, scene_file: Path, grid: Grid, provenance: dict[str, Any], acquisitions: list[Acquisition]) -> dict[str, Any]:
-    """The scene's STAC Item (pystac): footprint, dates, the proj/raster/file extensions, links to its inputs."""
+    """The scene's STAC Item (`serve.stac`'s helpers): footprint, dates, the proj/raster/file extensions, links to its inputs."""
     import pystac
-    from pystac.extensions.file import FileExtension
-    from pystac.extensions.projection import ProjectionExtension
     from pystac.extensions.raster import DataType, RasterBand, RasterExtension
-    from rasterio.warp import transform_bounds
 
-    left = grid.transform.c
-    top = grid.transform.f
-    right, bottom = left + grid.width * grid.transform.a, top + grid.height * grid.transform.e
-    west, south, east, north = transform_bounds(grid.crs, "EPSG:4326", left, bottom, right, top)
-    footprint = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}
+    from landslide_dvc.serve.stac import add_file, add_projection, footprint
+
+    geometry, bbox = footprint(grid.crs, grid.transform, grid.height, grid.width)
     dates = sorted(a.date for a in acquisitions)
     post = min(a.date for a in acquisitions if a.role == "post")
     item = pystac.Item(
-        id=out.stem, geometry=footprint, bbox=[west, south, east, north],
+        id=out.stem, geometry=geometry, bbox=bbox,
         datetime=dt.datetime.combine(post, dt.time(), dt.timezone.utc),
         properties={
             "start_datetime": dt.datetime.combine(dates[0], dt.time(), dt.timezone.utc).isoformat().replace("+00:00", "Z"),
@@ -539,18 +536,12 @@ def scene_item(out: Path, scene_file: Path, grid: Grid, provenance: dict[str, An
     asset = pystac.Asset(href=scene_file.name, media_type=pystac.MediaType.COG, roles=["data"], title="scene")
     item.add_asset("scene", asset)
     item.add_asset("provenance", pystac.Asset(href=provenance_path(out).name, media_type=pystac.MediaType.JSON, roles=["metadata"]))
-    proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.epsg = grid.crs.to_epsg()
-    if proj.epsg is None:
-        proj.wkt2 = grid.crs.to_wkt()
-    proj.shape, proj.transform = [grid.height, grid.width], list(grid.transform)[:6]
+    add_projection(item, grid.crs, grid.transform, grid.height, grid.width)
     RasterExtension.ext(asset, add_if_missing=True).bands = [
         RasterBand.create(data_type=DataType.FLOAT32, nodata="nan", unit="dB" if k >= 4 else None) for k in range(len(RAW_BANDS))
     ]
     asset.extra_fields["eo:bands"] = [{"name": name} for name in RAW_BANDS]
-    file_ext = FileExtension.ext(asset, add_if_missing=True)
-    file_ext.checksum = "1220" + file_sha256(scene_file)  # multihash: sha2-256, 32 bytes
-    file_ext.size = scene_file.stat().st_size
+    add_file(asset, scene_file)
     for a in acquisitions:
         if a.source.is_file():  # the STAC Items the scene came from
             item.add_link(pystac.Link("derived_from", str(Path(a.source).resolve()), media_type=pystac.MediaType.JSON))

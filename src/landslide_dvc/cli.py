@@ -1,4 +1,4 @@
-"""The `landslide-dvc` command: `landslide-dvc predict ...`, `landslide-dvc stack ...` and `landslide-dvc experiments ...`.
+"""The `landslide-dvc` command: `landslide-dvc predict ...`, `stack ...`, `describe ...` and `experiments ...`.
 
 `landslide-dvc experiments` is `python -m landslide_dvc.experiments` (queue, report, flags, blend) under the
 package's command; the module entry keeps working.
@@ -184,6 +184,22 @@ def region_command(args: argparse.Namespace) -> str:
     return summary.line(args.out)
 
 
+def _describe_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "describe", help="write a bundle's STAC Item with the Machine Learning Model (MLM) extension",
+        description="Describe a model bundle for model catalogues: input bands, shape, value scaling and dim order, output "
+        "classes and threshold, and the weights with their checksums (STAC MLM, validated by stac-model).",
+    )
+    p.add_argument("bundle", type=Path, help="a bundle folder (models/bundle or l4s/models/seg_bundle)")
+    p.add_argument("--out", type=Path, required=True, help="the Item's JSON file, outside the bundle (e.g. models/bundle.mlm.json)")
+
+
+def describe_command(args: argparse.Namespace) -> str:
+    from landslide_dvc.serve.mlm import run_describe
+
+    return run_describe(args.bundle, args.out)
+
+
 def _stack_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "stack",
@@ -238,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _predict_parser(sub)
     _stack_parser(sub)
+    _describe_parser(sub)
     exp = sub.add_parser("experiments", add_help=False, help="queue, report and blend experiments (landslide-dvc experiments -h)")
     exp.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -246,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return experiments_main(args.rest)
     start = time.perf_counter()
-    command = stack_command if args.command == "stack" else predict_command
+    command = {"stack": stack_command, "describe": describe_command}.get(args.command, predict_command)
     try:
         summary = command(args)
     except LandslideError as exc:

@@ -1,4 +1,5 @@
-"""DVC stage `map_scene`: maps/scene.tif + maps/scene.gpkg, the scene mapped with a bundle (--bundle DIR)."""
+"""DVC stage `map_scene`: maps/scene.tif + maps/scene.gpkg (+ maps/scene.item.json for a dated scene), the scene
+(--scene FILE) mapped with a bundle (--bundle DIR)."""
 
 import argparse
 from pathlib import Path
@@ -12,8 +13,10 @@ from landslide_dvc.pipeline.stage import run_stage
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, required=True, help="models/bundle (Zindi) or models/seg_bundle (L4S)")
+    parser.add_argument("--scene", type=Path, default=paths.SCENE_FILE,
+                        help=f"the scene GeoTIFF (default {paths.SCENE_FILE}; the Zindi pipeline maps {paths.STACKED_SCENE})")
     args = parser.parse_args()
-    summary = run_map_scene(read_section(MapSceneParams, "map_scene"), args.bundle, paths.SCENE_FILE,
+    summary = run_map_scene(read_section(MapSceneParams, "map_scene"), args.bundle, args.scene,
                             paths.MAP_FILE, paths.MAP_POLYGONS)
     print(f"map_scene: {summary}")
 

@@ -68,7 +68,11 @@ SEG_BUNDLE_DIR = Path("models/seg_bundle")
 # The scene with known landslides, its map and the map's scores (both pipelines; L4S's under l4s/).
 SCENE_DIR = Path("data/scene")
 SCENE_FILE = SCENE_DIR / "scene.tif"
+PRODUCTS_DIR = Path("data/products")  # the scene as downloaded products (synthesize_products)
+STACKED_DIR = Path("data/stacked")  # the scene stack builds from them (stack_scene), which map_scene maps
+STACKED_SCENE = STACKED_DIR / "scene.tif"
 MAP_FILE = Path("maps/scene.tif")
 MAP_POLYGONS = Path("maps/scene.gpkg")
+MAP_ITEM = Path("maps/scene.item.json")  # written where the scene is dated (the stacked scene's Item)
 MAP_METRICS = Path("metrics/map.json")
 MAP_FIGURE = Path("plots/map/scene.png")

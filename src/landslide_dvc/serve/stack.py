@@ -83,6 +83,7 @@ class Asset:
     scale: float = 1.0  # multiplied first
     note: str = ""  # what was removed or converted, for the provenance
     offset_unstated: bool = False  # a 2022+ Sentinel-2 band whose Item states no offset: the file itself must
+    nodata: float | None = None  # the product's no-data value where its metadata (not the file) states it
 
 
 @dataclass
@@ -148,6 +149,14 @@ def _s2_offset_from_item(properties: dict[str, Any], asset: dict[str, Any]) -> t
     return None
 
 
+def _stated_nodata(asset: dict[str, Any]) -> float | None:
+    """The asset's ``raster:bands`` no-data value (catalogues state it there; the files often do not)."""
+    value = next((b.get("nodata") for b in asset.get("raster:bands", []) or [] if "nodata" in b), None)
+    if value is None or str(value).lower() == "nan":
+        return None  # NaN is no-data in read_onto anyway
+    return float(value)
+
+
 def read_item(path: Path) -> Acquisition:
     """A STAC Item JSON: its sensor, date, orbit and local band files."""
     try:
@@ -185,7 +194,7 @@ def read_item(path: Path) -> Acquisition:
                 if band == "scl":
                     continue
                 raise DataError(f"{path}: no {band} asset (looked for {', '.join(S2_ASSET_NAMES[band])}); the Item lacks a band")
-            asset = Asset(_href(path, assets[key], key))
+            asset = Asset(_href(path, assets[key], key), nodata=_stated_nodata(assets[key]))
             if band != "scl":
                 found = _s2_offset_from_item(props, assets[key])
                 if found is not None:
@@ -202,7 +211,7 @@ def read_item(path: Path) -> Acquisition:
             key = _asset_key(assets, (pol, pol.upper()))
             if key is None:
                 raise DataError(f"{path}: no {pol} asset; a Sentinel-1 Item needs VV and VH backscatter")
-            acquisition.assets[pol] = Asset(_href(path, assets[key], key))
+            acquisition.assets[pol] = Asset(_href(path, assets[key], key), nodata=_stated_nodata(assets[key]))
             unit = next((str(b.get("unit", "")) for b in assets[key].get("raster:bands", []) or []), "")
             if unit.lower() in ("db", "decibel", "decibels"):
                 acquisition.sar_db = True
@@ -229,13 +238,24 @@ def read_safe(folder: Path) -> Acquisition:
         raise DataError(f"{xml_files[0]}: PRODUCT_START_TIME {start!r} is not a date-time; download the product again") from None
     level = "L1C" if "L1C" in xml_files[0].name else "L2A"
     offset_tag = "RADIO_ADD_OFFSET" if level == "L1C" else "BOA_ADD_OFFSET"
-    band_names = [el.text for el in _xml_text(root, "BAND_NAME")]  # the spectral band list, in band_id order
+    # band_id -> band name: the Spectral_Information list (bandId, physicalBand) says it for every band;
+    # the query options' BAND_NAME list (older products) is in band_id order but omits B10 in L2A.
+    names = {int(el.attrib["bandId"]): el.attrib["physicalBand"] for el in _xml_text(root, "Spectral_Information")
+             if "bandId" in el.attrib and "physicalBand" in el.attrib}
+    if not names:
+        names = dict(enumerate(str(el.text) for el in _xml_text(root, "BAND_NAME")))
     offsets = {}
     for el in _xml_text(root, offset_tag):
-        band_id = int(el.attrib.get("band_id", -1))
-        name = band_names[band_id] if 0 <= band_id < len(band_names) else None
+        name = names.get(int(el.attrib.get("band_id", -1)))
         if name:
             offsets[name.upper()] = float(el.text or 0.0)
+    # The JPEG 2000 band files declare no no-data value; the metadata's special values do (0 in every baseline).
+    nodata = next(
+        (float(index.text or 0) for special in _xml_text(root, "Special_Values")
+         for text, index in zip(_xml_text(special, "SPECIAL_VALUE_TEXT"), _xml_text(special, "SPECIAL_VALUE_INDEX"))
+         if (text.text or "").strip().upper() == "NODATA"),
+        0.0,
+    )
     acquisition = Acquisition(folder, folder.name.removesuffix(".SAFE"), "sentinel-2", date, None)
     for band, band_id in S2_BAND_IDS.items():
         files = sorted(folder.glob(f"GRANULE/*/IMG_DATA/R10m/*_{band_id}_10m.jp2")) or sorted(
@@ -245,10 +265,10 @@ def read_safe(folder: Path) -> Acquisition:
             raise DataError(f"{folder}: no {band_id} band file below GRANULE/*/IMG_DATA; the SAFE folder is incomplete")
         offset = offsets.get(band_id, offsets.get(band_id.replace("B0", "B"), 0.0))
         note = f"{offset_tag} {offset:g}" if offset else f"no {offset_tag} (baseline before 04.00)"
-        acquisition.assets[band] = Asset(files[0], offset=offset, note=note)
+        acquisition.assets[band] = Asset(files[0], offset=offset, note=note, nodata=nodata)
     scl = sorted(folder.glob("GRANULE/*/IMG_DATA/R20m/*_SCL_20m.jp2"))
     if scl:
-        acquisition.assets["scl"] = Asset(scl[0])
+        acquisition.assets["scl"] = Asset(scl[0], nodata=0.0)  # SCL class 0: no data
     return acquisition
 
 
@@ -337,6 +357,8 @@ def read_onto(asset: Asset, grid: Grid, *, nearest: bool = False) -> tuple[np.nd
         declared = DeclaredScaling.of(src)
         values = src.read(1).astype(np.float32)  # exact for uint16 DN; the scene is float32
         values[src.read_masks(1) == 0] = np.nan  # nodata, masks and alpha as GDAL reports them
+        if asset.nodata is not None:  # the product's own record of it, before any scaling
+            values[values == np.float32(asset.nodata)] = np.nan
         first = DeclaredScaling(declared.scales[:1], declared.offsets[:1])
         note = ""
         if not first.is_identity:
@@ -517,7 +539,7 @@ def scene_item(out: Path, scene_file: Path, grid: Grid, provenance: dict[str, An
     import pystac
     from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
-    from landslide_dvc.serve.stac import add_file, add_projection, footprint
+    from landslide_dvc.serve.stac import add_file, add_projection, footprint, relative_href
 
     geometry, bbox = footprint(grid.crs, grid.transform, grid.height, grid.width)
     dates = sorted(a.date for a in acquisitions)
@@ -542,9 +564,13 @@ def scene_item(out: Path, scene_file: Path, grid: Grid, provenance: dict[str, An
     ]
     asset.extra_fields["eo:bands"] = [{"name": name} for name in RAW_BANDS]
     add_file(asset, scene_file)
-    for a in acquisitions:
-        if a.source.is_file():  # the STAC Items the scene came from
-            item.add_link(pystac.Link("derived_from", str(Path(a.source).resolve()), media_type=pystac.MediaType.JSON))
+    for a in acquisitions:  # what the scene came from, relative to the scene's Item (a catalogue moves whole)
+        if a.source.is_file():  # a STAC Item
+            item.add_link(pystac.Link("derived_from", relative_href(a.source, item_path(out)), media_type=pystac.MediaType.JSON))
+        else:  # a SAFE folder: its metadata XML
+            metadata = sorted(a.source.glob("MTD_MSIL*.xml"))[0]
+            item.add_link(pystac.Link("derived_from", relative_href(metadata, item_path(out)), media_type=pystac.MediaType.XML,
+                                      title=a.product_id))
     return item.to_dict(include_self_link=False, transform_hrefs=False)
 
 

@@ -51,13 +51,13 @@ from landslide_dvc.core.patches import (
 )
 from landslide_dvc.core.raster import DeclaredScaling
 from landslide_dvc.core.submission import submission_rows, write_submission
-from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
+from landslide_dvc.serve.blend import TAPER_FLOOR
 from landslide_dvc.serve.bundle import Bundle
 from landslide_dvc.serve.maps import Georef, MapFiles, SceneMap, outputs_written, write_map_outputs
 from landslide_dvc.serve.scene import Dataset, dem_slope, open_scene, read_band, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle
 from landslide_dvc.serve.stac import MapSource, parse_datetime, scene_dates
-from landslide_dvc.serve.strips import SceneModel, scored_tiles
+from landslide_dvc.serve.strips import SceneModel, TileBatch, blend_windows
 
 SCENE_SUFFIXES = (".tif", ".tiff")
 UNCERTAINTY_TAG = (
@@ -185,22 +185,20 @@ def score_scene(
     src: Dataset, model: SceneModel, stride: int, device: torch.device, batch_size: int, source: str,
     *, floor: float = TAPER_FLOOR, on_tiles: TileSink | None = None,
 ) -> SceneResult:
-    """Score every fully valid window (`serve.strips.scored_tiles`); blend the tiles with edge-tapered weights.
-
-    ``on_tiles`` also receives every batch of tiles (the benchmark blends a plain mean from them).
-    """
+    """Score every fully valid window and blend the tiles with edge-tapered weights (`serve.strips.blend_windows`,
+    the region tasks' pass too). ``on_tiles`` also receives every batch of tiles (the benchmark blends a plain mean from them)."""
     w = model.window
     rows, cols = window_offsets(src.height, stride, w), window_offsets(src.width, stride, w)
-    blender = Blender(src.height, src.width, w, floor, with_spread=True)
-    n_scored = 0
     with _progress(len(rows) * len(cols), "windows") as bar:
-        for batch in scored_tiles(src, model, rows, cols, device, batch_size, source):
-            blender.add_batch(batch.where, batch.tiles.probability, batch.tiles.spread)
+
+        def on_batch(batch: TileBatch) -> None:
             if on_tiles is not None and batch.where:
                 on_tiles(batch.where, batch.tiles.probability)
-            n_scored += len(batch.where)
             bar.update(len(batch.where) + batch.skipped)  # skipped (no-data) windows count as done
-    return SceneResult(blender.combined(model.window_combination), n_scored, len(rows) * len(cols), blender.uncertainty())
+
+        blended = blend_windows(src, model, rows, cols, device, batch_size, source, floor=floor, on_batch=on_batch)
+    blender = blended.blender
+    return SceneResult(blender.combined(model.window_combination), len(blended.scored), len(rows) * len(cols), blender.uncertainty())
 
 
 def map_tags(

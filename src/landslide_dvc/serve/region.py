@@ -50,13 +50,13 @@ from landslide_dvc.core.io import atomic_path, ensure_output_folder, file_sha256
 from landslide_dvc.core.patches import TEST_CSV
 from landslide_dvc.core.raster import DeclaredScaling
 from landslide_dvc.core.runtime import use_threads
-from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
+from landslide_dvc.serve.blend import TAPER_FLOOR
 from landslide_dvc.serve.bundle import load_bundle
 from landslide_dvc.serve.maps import MapFiles, outputs_written, staged_outputs, write_map_outputs
 from landslide_dvc.serve.predict import SCENE_SUFFIXES, MapOptions, map_source, scene_map, scene_terrain
-from landslide_dvc.serve.stac import COLLECTION_FILE, MAP_PROPERTY, region_collection, write_json
 from landslide_dvc.serve.scene import open_scene, window_offsets
-from landslide_dvc.serve.strips import SceneModel, scored_tiles
+from landslide_dvc.serve.stac import COLLECTION_FILE, MAP_PROPERTY, region_collection, write_json
+from landslide_dvc.serve.strips import SceneModel, blend_windows
 
 REGION_LAYER_FILE = "landslides.gpkg"
 STRIP_ROWS = 16  # window rows per task: about 16 x 340 windows on a 10,980 px Sentinel-2 tile
@@ -319,23 +319,19 @@ def worker_model(bundle_path: str, bundle_sha256: str, preference: str) -> tuple
 
 
 def score_row_block(scene: str, bundle_path: str, bundle_sha256: str, options: RegionOptions, block: RowBlock) -> RowBlockResult:
-    """One task: the block's windows scored (`serve.strips.scored_tiles`, as `score_scene` scores them) and
-    blended in the same order on the block's own accumulators; its rows of the map."""
+    """One task: the block's windows scored and blended by `serve.strips.blend_windows`, the pass that
+    `score_scene` makes over the whole scene, on the block's own accumulators; its rows of the map."""
     use_threads(options.threads)
     model, device = worker_model(bundle_path, bundle_sha256, options.device)
-    w = model.window
-    base = block.window_rows[0]
-    with open_scene(Path(scene), model.bands, w, kind=model.kind) as src:
-        cols = window_offsets(src.width, options.stride, w)
-        blender = Blender(block.window_rows[-1] + w - base, src.width, w, TAPER_FLOOR, with_spread=True)
-        n_scored = 0
+    with open_scene(Path(scene), model.bands, model.window, kind=model.kind) as src:
+        cols = window_offsets(src.width, options.stride, model.window)
         # the scene's first block checks its first strip's scale as a whole, as score_scene does
-        for batch in scored_tiles(src, model, block.window_rows, cols, device, options.batch_size, scene, check_whole=block.index == 0):
-            blender.add_batch([(r - base, c) for r, c in batch.where], batch.tiles.probability, batch.tiles.spread)
-            n_scored += sum(r in block.owned_rows for r, _ in batch.where)
+        blended = blend_windows(src, model, block.window_rows, cols, device, options.batch_size, scene, check_whole=block.index == 0)
+    base = block.window_rows[0]
     own = slice(block.top - base, block.bottom - base)
-    probability = blender.combined(options.window_combination or model.window_combination)[own]
-    return RowBlockResult(block.top, probability, blender.uncertainty()[own], n_scored, len(block.owned_rows) * len(cols))
+    probability = blended.blender.combined(options.window_combination or model.window_combination)[own]
+    n_scored = sum(r in block.owned_rows for r, _ in blended.scored)
+    return RowBlockResult(block.top, probability, blended.blender.uncertainty()[own], n_scored, len(block.owned_rows) * len(cols))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,14 +14,15 @@ full batch is waiting (the last, partial batch goes at the end).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from landslide_dvc.core.mapping_rules import MappingRules
+from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
 from landslide_dvc.serve.scene import Dataset, read_strip
 
 
@@ -167,4 +168,31 @@ def scored_tiles(
         yield score(inputs, where, 0)
 
 
-__all__ = ["SceneModel", "TileBatch", "Tiles", "WindowQueue", "scored_tiles", "vote_spread"]
+@dataclass
+class BlendedWindows:
+    """What one pass over a block of window rows leaves: the blend of their tiles, and where windows were scored."""
+
+    blender: Blender
+    scored: list[tuple[int, int]] = field(default_factory=list)  # (row, col) in the scene's pixels
+
+
+def blend_windows(
+    src: Dataset, model: SceneModel, window_rows: Sequence[int], cols: Sequence[int], device: torch.device,
+    batch_size: int, source: str, *, floor: float = TAPER_FLOOR, check_whole: bool = True,
+    on_batch: Callable[[TileBatch], None] | None = None,
+) -> BlendedWindows:
+    """Score the windows at ``window_rows`` x ``cols`` and blend them, in one order, on accumulators that start
+    at the first window row: the single scene's map (all of its rows) and each region task (its block of rows)
+    are this same pass, so they agree bit for bit. ``on_batch`` sees every batch (progress, the benchmark)."""
+    base = window_rows[0] if len(window_rows) else 0
+    height = (window_rows[-1] + model.window - base) if len(window_rows) else 0
+    blended = BlendedWindows(Blender(height, src.width, model.window, floor, with_spread=True))
+    for batch in scored_tiles(src, model, window_rows, cols, device, batch_size, source, check_whole=check_whole):
+        blended.blender.add_batch([(r - base, c) for r, c in batch.where], batch.tiles.probability, batch.tiles.spread)
+        blended.scored += batch.where
+        if on_batch is not None:
+            on_batch(batch)
+    return blended
+
+
+__all__ = ["BlendedWindows", "SceneModel", "TileBatch", "Tiles", "WindowQueue", "blend_windows", "scored_tiles", "vote_spread"]

@@ -15,16 +15,9 @@ from pathlib import Path
 
 from landslide_dvc.core.errors import LandslideError
 from landslide_dvc.experiments.ensemble import METHODS, comparison_markdown, run_blend
-from landslide_dvc.experiments.tables import (
-    check_keys,
-    known_keys,
-    load_preset,
-    parse_shard,
-    queue,
-    report,
-    update_docs,
-    yaml_scalar,
-)
+from landslide_dvc.experiments.queue import parse_shard, queue
+from landslide_dvc.experiments.report import report, update_docs
+from landslide_dvc.experiments.tables import check_keys, known_keys, load_preset, yaml_scalar
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats.scene import SCENE_FILE, utm_georef, write_scene_folder
+from landslide_dvc.formats.scene_folder import SCENE_FILE, utm_georef, write_scene_folder
 from landslide_dvc.formats.synthetic import SynthesizeParams
 from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, draw_l4s_scene
 from landslide_dvc.formats.synthetic_scene import PIXEL_M, SceneParams, draw_zindi_scene
@@ -44,7 +44,7 @@ from landslide_dvc.serve.region import (
     start_client,
     worker_model,
 )
-from landslide_dvc.serve.scene import window_offsets
+from landslide_dvc.serve.scene_reader import window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle
 
 H200_WINDOWS_PER_S = {"classifier": 2352.0, "segmentation": 3032.0}  # docs/performance.md, bench/predict_device.py

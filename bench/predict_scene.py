@@ -42,7 +42,7 @@ from landslide_dvc.core.inference import dihedral_views, predict, view_mean
 from landslide_dvc.core.model import embed, resize_input
 from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.core.segmentation import predict_probabilities
-from landslide_dvc.formats.scene import SCENE_FILE, read_truth, utm_georef, write_scene_folder
+from landslide_dvc.formats.scene_folder import SCENE_FILE, read_truth, utm_georef, write_scene_folder
 from landslide_dvc.formats.synthetic import SynthesizeParams
 from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, draw_l4s_scene
 from landslide_dvc.formats.synthetic_scene import PIXEL_M, DrawnScene, SceneParams, draw_zindi_scene
@@ -51,7 +51,7 @@ from landslide_dvc.serve.blend import Blender, neighbour_jumps, window_boundarie
 from landslide_dvc.serve.bundle import Bundle, load_bundle
 from landslide_dvc.serve.maps import MapFiles, SceneMap, find_regions, write_map_outputs
 from landslide_dvc.serve.predict import SceneResult, scene_map, score_scene
-from landslide_dvc.serve.scene import open_scene, strip_windows, window_offsets
+from landslide_dvc.serve.scene_reader import open_scene, strip_windows, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle, undo_dihedral_views
 
 Model = Bundle | SegBundle

@@ -24,7 +24,7 @@ from conftest import REPO_ROOT, make_zindi
 from helpers import files_under, run_stage_script, write_params
 
 from landslide_dvc.cli import main as landslide
-from landslide_dvc.core.bundle import MANIFEST
+from landslide_dvc.core.bundle_files import MANIFEST
 from landslide_dvc.core.checkpoint import write_checkpoint
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.inference import predict

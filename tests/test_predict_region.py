@@ -24,7 +24,7 @@ from landslide_dvc.core.geo import read_features, write_features
 from landslide_dvc.core.mapping_rules import MappingRules
 from landslide_dvc.serve import region
 from landslide_dvc.serve.region import RegionOptions, list_scenes, predict_region, scene_row_blocks, write_region_layer
-from landslide_dvc.serve.scene import window_offsets
+from landslide_dvc.serve.scene_reader import window_offsets
 from landslide_dvc.serve.strips import Tiles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_stacked_row_blocks_are_score_scenes_map_bit_for_bit(
     import torch
 
     from landslide_dvc.serve.predict import score_scene
-    from landslide_dvc.serve.scene import open_scene
+    from landslide_dvc.serve.scene_reader import open_scene
 
     with rasterio.open(scenes / "north.tif") as src:  # with the scene's no-data corner
         model = PixelModel([f"b{i}" for i in range(src.count)], combination)

@@ -39,7 +39,7 @@ from landslide_dvc.serve.maps import (
     write_polygons,
 )
 from landslide_dvc.serve.predict import score_scene
-from landslide_dvc.serve.scene import open_scene, window_offsets
+from landslide_dvc.serve.scene_reader import open_scene, window_offsets
 from landslide_dvc.serve.strips import Tiles
 
 UTM = Georef(CRS.from_epsg(32633), from_origin(500000.0, 4100000.0, 10.0, 10.0))

@@ -24,7 +24,7 @@ import rasterio
 
 from landslide_dvc.core.errors import ParamError
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats.scene import utm_georef, write_scene_folder
+from landslide_dvc.formats.scene_folder import utm_georef, write_scene_folder
 from landslide_dvc.formats.synthetic import SynthesizeParams
 from landslide_dvc.formats.synthetic_products import ProductsParams, s2_digital_numbers, scene_classification
 from landslide_dvc.formats.synthetic_scene import PIXEL_M, SceneParams, draw_zindi_scene

@@ -14,7 +14,7 @@ from landslide_dvc.core.bands import L4S_BANDS, RAW_BANDS
 from landslide_dvc.core.geo import label_regions, read_features
 from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.formats import synthetic
-from landslide_dvc.formats.scene import SCENE_NODATA, TRUTH_NODATA, read_truth
+from landslide_dvc.formats.scene_folder import SCENE_NODATA, TRUTH_NODATA, read_truth
 from landslide_dvc.formats.synthetic import SynthesizeParams, generate_split
 from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
 from landslide_dvc.formats.synthetic_scene import SceneParams, swath_mask

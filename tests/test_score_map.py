@@ -14,7 +14,7 @@ from shapely.geometry import box
 from landslide_dvc.core.bands import RAW_BANDS
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.geo import Georef
-from landslide_dvc.formats.scene import TRUTH_NODATA, Truth, write_scene_folder
+from landslide_dvc.formats.scene_folder import TRUTH_NODATA, Truth, write_scene_folder
 from landslide_dvc.pipeline.score_map import object_scores, pixel_scores, run_score_map
 from landslide_dvc.serve.maps import MapFiles, SceneMap, write_map_outputs
 

@@ -19,7 +19,7 @@ from rasterio.transform import from_origin
 
 from landslide_dvc.cli import main
 from landslide_dvc.core.bands import L4S_BANDS
-from landslide_dvc.core.bundle import CLASSIFIER, MANIFEST, SEGMENTATION, bundle_kind
+from landslide_dvc.core.bundle_files import CLASSIFIER, MANIFEST, SEGMENTATION, bundle_kind
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.geo import Georef, read_features
 from landslide_dvc.core.inference import dihedral_views

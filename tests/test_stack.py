@@ -273,7 +273,7 @@ def test_the_segmentation_bundle_is_refused_with_the_reason() -> None:
 
 
 def test_the_stacked_scene_is_what_predict_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from landslide_dvc.serve.scene import open_scene
+    from landslide_dvc.serve.scene_reader import open_scene
 
     out = tmp_path / "scene.tif"
     code, _ = stack_cli([*map(str, make_inputs(tmp_path)), "--event-date", EVENT, "--out", str(out)], capsys)

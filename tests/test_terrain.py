@@ -1,4 +1,4 @@
-"""The terrain behind the slope rule of a Zindi scene (`core.terrain`, `serve.scene.dem_slope`) and outline
+"""The terrain behind the slope rule of a Zindi scene (`core.terrain`, `serve.scene_reader.dem_slope`) and outline
 smoothing: slopes of planes known by construction, a DEM in another CRS warped onto the scene, flat ground
 that never holds a landslide, and smoothed polygons that keep their pixel-count areas."""
 
@@ -20,7 +20,7 @@ from landslide_dvc.core.geo import EARTH_RADIUS_M, read_features
 from landslide_dvc.core.mapping_rules import MappingRules
 from landslide_dvc.core.terrain import slope_degrees, smooth_outline
 from landslide_dvc.serve.maps import Georef, MapFiles, SceneMap, write_map_outputs
-from landslide_dvc.serve.scene import dem_slope
+from landslide_dvc.serve.scene_reader import dem_slope
 
 UTM = Georef(CRS.from_epsg(32633), from_origin(500000.0, 4100000.0, 10.0, 10.0))
 

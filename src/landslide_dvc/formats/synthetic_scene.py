@@ -6,7 +6,7 @@ and the landslide scars the model places, in the test region (with the region sh
 scar is known to the pixel. The Zindi scene holds the 12 Zindi bands at the archive's scales
 (Sentinel-2 digital numbers, Sentinel-1 dB); the Landslide4Sense scene holds the release's 14
 rescaled bands, drawn with its stand-in's landscape (``synthetic_l4s.draw_l4s_scene``). A corner outside the
-swath is no data. The grid is UTM with 10 m pixels; the files are ``formats.scene``'s layout.
+swath is no data. The grid is UTM with 10 m pixels; the files are ``formats.scene_folder``'s layout.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The model bundle (`export` stage -> models/bundle/): everything `landslide-dvc predict` needs, pickle-free.
 
-The layout of the files is `landslide_dvc.core.bundle`'s.
+The layout of the files is `landslide_dvc.core.bundle_files`'s.
 
 The heads are refitted here from the same embeddings with the same code as `fit_head`
 (`landslide_dvc.pipeline.fit_head.fit_model`), and the export refuses to write a bundle unless the refitted heads,
@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from landslide_dvc.core.bands import PATCH_SIZE, RAW_BANDS
-from landslide_dvc.core.bundle import BUNDLE_FORMAT, CHANNEL_RECIPE, CLASSIFIER, MANIFEST, package_version, save_weights
+from landslide_dvc.core.bundle_files import (
+    BUNDLE_FORMAT,
+    CHANNEL_RECIPE,
+    CLASSIFIER,
+    MANIFEST,
+    package_version,
+    save_weights,
+)
 from landslide_dvc.core.checkpoint import load_checkpoint
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.heads import Head, head_file, head_scores, load_head, save_head

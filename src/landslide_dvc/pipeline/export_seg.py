@@ -1,7 +1,7 @@
 """The segmentation bundle (`export_seg` stage, l4s/dvc.yaml -> l4s/models/seg_bundle/): the
 `train_seg` U-Net with everything `landslide-dvc predict` needs to map a scene, pickle-free.
 
-The manifest, sha256 and safetensors rules are the classifier bundle's (`landslide_dvc.core.bundle`),
+The manifest, sha256 and safetensors rules are the classifier bundle's (`landslide_dvc.core.bundle_files`),
 with ``"kind": "segmentation"``. It records the raw bands a scene must have, the channel set and
 the normalisation statistics `normalize` fitted (train.h5's attributes), the window (the patch
 size the U-Net was trained on), the threshold and architecture from unet.pt's metadata, and the
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from landslide_dvc.core.bands import L4S_BANDS
-from landslide_dvc.core.bundle import (
+from landslide_dvc.core.bundle_files import (
     BUNDLE_FORMAT,
     MANIFEST,
     SEGMENTATION,
@@ -43,7 +43,7 @@ from landslide_dvc.core.inference import TTA_VIEWS
 from landslide_dvc.core.io import atomic_path, file_sha256
 from landslide_dvc.core.mapping_rules import RuleGrid, tune_rules
 from landslide_dvc.core.params import params_section, require
-from landslide_dvc.core.seg_bundle import SEG_CHANNEL_RECIPE, SEG_PROBABILITY, SEG_WEIGHTS, UNetArchitecture
+from landslide_dvc.core.seg_bundle_files import SEG_CHANNEL_RECIPE, SEG_PROBABILITY, SEG_WEIGHTS, UNetArchitecture
 from landslide_dvc.core.segmentation import SegData
 from landslide_dvc.pipeline.h5data import load_split
 

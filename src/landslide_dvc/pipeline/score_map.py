@@ -35,7 +35,7 @@ from landslide_dvc.core.bands import rgb_names
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.geo import Georef, read_features
 from landslide_dvc.core.io import atomic_paths
-from landslide_dvc.formats.scene import SCENE_FILE, Truth, read_truth
+from landslide_dvc.formats.scene_folder import SCENE_FILE, Truth, read_truth
 
 THRESHOLD_TAG = "LANDSLIDE_THRESHOLD"
 FIXED_THRESHOLD = 0.5  # the untuned default the rules are compared with

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from landslide_dvc.core.bands import OPTICAL_BANDS
-from landslide_dvc.core.bundle import (
+from landslide_dvc.core.bundle_files import (
     CLASSIFIER,
     MANIFEST,
     SEGMENTATION,

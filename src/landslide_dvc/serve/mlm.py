@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from landslide_dvc.core.bands import OPTICAL_BANDS
-from landslide_dvc.core.bundle import MANIFEST, SEGMENTATION
+from landslide_dvc.core.bundle_files import MANIFEST, SEGMENTATION
 from landslide_dvc.core.errors import DataError
 
 ERA_START = "2014-04-03T00:00:00Z"  # Sentinel-1A's launch: the earliest input a bundle can read

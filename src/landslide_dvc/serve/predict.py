@@ -54,7 +54,7 @@ from landslide_dvc.core.submission import submission_rows, write_submission
 from landslide_dvc.serve.blend import TAPER_FLOOR
 from landslide_dvc.serve.bundle import Bundle
 from landslide_dvc.serve.maps import Georef, MapFiles, SceneMap, outputs_written, write_map_outputs
-from landslide_dvc.serve.scene import Dataset, dem_slope, open_scene, read_band, window_offsets
+from landslide_dvc.serve.scene_reader import Dataset, dem_slope, open_scene, read_band, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle
 from landslide_dvc.serve.stac import MapSource, parse_datetime, scene_dates
 from landslide_dvc.serve.strips import SceneModel, TileBatch, blend_windows

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from landslide_dvc.core.bundle import MANIFEST
+from landslide_dvc.core.bundle_files import MANIFEST
 from landslide_dvc.core.devices import select_device
 from landslide_dvc.core.errors import DataError, LandslideError
 from landslide_dvc.core.geo import POLYGON_LAYER, Georef, read_features, write_features
@@ -54,7 +54,7 @@ from landslide_dvc.serve.blend import TAPER_FLOOR
 from landslide_dvc.serve.bundle import load_bundle
 from landslide_dvc.serve.maps import MapFiles, outputs_written, staged_outputs, write_map_outputs
 from landslide_dvc.serve.predict import SCENE_SUFFIXES, MapOptions, map_source, scene_map, scene_terrain
-from landslide_dvc.serve.scene import open_scene, window_offsets
+from landslide_dvc.serve.scene_reader import open_scene, window_offsets
 from landslide_dvc.serve.stac import COLLECTION_FILE, MAP_PROPERTY, region_collection, write_json
 from landslide_dvc.serve.strips import SceneModel, blend_windows
 

@@ -30,13 +30,13 @@ import torch
 from torch import nn
 
 from landslide_dvc.core.bands import L4S_OPTICAL_BANDS
-from landslide_dvc.core.bundle import MANIFEST, SEGMENTATION, ManifestFields, export_command, load_weights
+from landslide_dvc.core.bundle_files import MANIFEST, SEGMENTATION, ManifestFields, export_command, load_weights
 from landslide_dvc.core.devices import autocast, prepare_model, to_memory_format
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.inference import TTA_VIEWS, dihedral_views, view_mean
 from landslide_dvc.core.l4s_channels import L4S_CHANNEL_SETS, derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.scaling import apply_statistics
-from landslide_dvc.core.seg_bundle import UNetArchitecture
+from landslide_dvc.core.seg_bundle_files import UNetArchitecture
 from landslide_dvc.serve.strips import Tiles, vote_spread
 
 # The typical optical pixel of a window of the release lies within a few training standard

@@ -6,7 +6,7 @@ window rows that touch a block of pixel rows). Both take the same windows in the
 (window row by window row, column by column) in the same batches, so a pixel adds the same tiles
 in the same order wherever it is blended: their maps agree bit for bit by construction.
 
-For each window row the strip is read once (`serve.scene.read_strip`); windows that touch a no-data
+For each window row the strip is read once (`serve.scene_reader.read_strip`); windows that touch a no-data
 pixel are skipped; the rest are checked against the model's scale (the scene's first scored strip
 also as a whole), preprocessed once per strip (``SceneModel.window_inputs``) and queued until a
 full batch is waiting (the last, partial batch goes at the end).
@@ -23,7 +23,7 @@ import torch
 
 from landslide_dvc.core.mapping_rules import MappingRules
 from landslide_dvc.serve.blend import TAPER_FLOOR, Blender
-from landslide_dvc.serve.scene import Dataset, read_strip
+from landslide_dvc.serve.scene_reader import Dataset, read_strip
 
 
 class SceneModel(Protocol):

@@ -17,7 +17,7 @@ Classifier layout:
   heads/fold_K.logreg.skops  logreg head: StandardScaler + LogisticRegression, skops' secure format
   (each head's file name is its `core.heads.HEAD_KINDS` entry's)
 (the fc head is the network's own classifier and has no head files)
-Segmentation layout (`landslide_dvc.core.seg_bundle`):
+Segmentation layout (`landslide_dvc.core.seg_bundle_files`):
   manifest.json          raw bands, channel set and recipe, normalisation centre/scale, window,
                          threshold, U-Net architecture, TTA views, package version, sha256s
   unet.safetensors       the U-Net's weights"""

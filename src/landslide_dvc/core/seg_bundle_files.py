@@ -2,7 +2,7 @@
 
 `export_seg` (`landslide_dvc.pipeline.export_seg`) writes a segmentation bundle from the
 `train_seg` U-Net and `landslide-dvc predict` (`landslide_dvc.serve.seg_bundle`) loads it; the
-manifest, sha256 and safetensors rules are the classifier bundle's (`landslide_dvc.core.bundle`).
+manifest, sha256 and safetensors rules are the classifier bundle's (`landslide_dvc.core.bundle_files`).
 Both sides rebuild the network from the manifest's architecture record through
 `landslide_dvc.core.segmentation.build_unet`, the function `train_seg` trained it with, so the
 weights fit the same module tree.

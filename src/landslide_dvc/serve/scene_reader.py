@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from landslide_dvc.core.bundle import SEGMENTATION
+from landslide_dvc.core.bundle_files import SEGMENTATION
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.raster import DeclaredScaling
 

@@ -24,12 +24,14 @@ from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.core.training import TrainParams
 from landslide_dvc.experiments import load_preset
 from landslide_dvc.formats.synthetic import SynthesizeParams
+from landslide_dvc.formats.synthetic_products import ProductsParams
 from landslide_dvc.formats.synthetic_scene import SceneParams
 from landslide_dvc.pipeline.explain import ExplainParams
 from landslide_dvc.pipeline.fit_head import HeadParams
 from landslide_dvc.pipeline.map_scene import MapSceneParams
 from landslide_dvc.pipeline.normalize import DataParams, FoldsParams, NormalizeParams
 from landslide_dvc.pipeline.smote import SmoteParams
+from landslide_dvc.pipeline.stack_scene import StackSceneParams
 from landslide_dvc.pipeline.stats_baseline import StatsBaselineParams
 from landslide_dvc.pipeline.submit import SubmitParams
 
@@ -52,6 +54,8 @@ SECTIONS = {
     "explain": ExplainParams,
     "scene": SceneParams,
     "map_scene": MapSceneParams,
+    "products": ProductsParams,
+    "stack_scene": StackSceneParams,
 }
 
 # (key, what the user types after `-S key=`, the value and type the stage must see)

@@ -1,67 +1,24 @@
-"""dvc.yaml declares the package modules each stage's results depend on, so DVC reruns a stage
-when its code changes (and only then)."""
+"""dvc.yaml and l4s/dvc.yaml are what tools/dvc_yaml.py writes from tools/pipelines.yaml, and they declare
+the package modules each stage's results depend on, so DVC reruns a stage when its code changes (and only then)."""
 
 from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
-PACKAGE = SRC / "landslide_dvc"
-# Plumbing that shapes error messages and file handling, never results (see dvc.yaml's header).
-PLUMBING = {"core/errors", "core/io", "core/params", "pipeline/paths", "pipeline/stage"}
-# What every stage's bytes depend on besides its own code: the exact package versions and the
-# CPU code-path pins that importing the package sets (docs/reliability.md).
-EVERY_STAGE = ["requirements.lock", "src/landslide_dvc/__init__.py"]
+sys.path.insert(0, str(ROOT / "tools"))
+import dvc_yaml  # noqa: E402  (tools/ is not a package)
+from dvc_yaml import EVERY_STAGE, PACKAGE, PLUMBING, landslide_imports, module_closure  # noqa: E402
+
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 # The Landslide4Sense pipeline runs in l4s/: its deps name the code as ../stages and ../src.
 L4S_STAGES = yaml.safe_load((ROOT / "l4s" / "dvc.yaml").read_text())["stages"]
-
-
-def module_file(dotted: str) -> Path | None:
-    """The source file of a package module (``landslide_dvc.core.model`` -> .../core/model.py)."""
-    path = SRC.joinpath(*dotted.split("."))
-    if path.with_suffix(".py").is_file():
-        return path.with_suffix(".py")
-    return path / "__init__.py" if (path / "__init__.py").is_file() else None
-
-
-def module_key(path: Path) -> str:
-    """``core/model`` for src/landslide_dvc/core/model.py."""
-    return path.relative_to(PACKAGE).with_suffix("").as_posix()
-
-
-def landslide_imports(path: Path) -> set[str]:
-    """Package modules that a file imports, at module level or inside functions (as ``core/model``)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "landslide_dvc":
-            for alias in node.names:  # `from landslide_dvc.pipeline import paths` names a module
-                if (sub := module_file(f"{node.module}.{alias.name}")) is not None:
-                    found.add(module_key(sub))
-            if (file := module_file(node.module)) is not None and file.name != "__init__.py":
-                found.add(module_key(file))
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("landslide_dvc.") and (file := module_file(alias.name)) is not None:
-                    found.add(module_key(file))
-    return {m for m in found if not m.endswith("__init__")}
-
-
-def module_closure(modules: set[str]) -> set[str]:
-    seen: set[str] = set()
-    todo = list(modules)
-    while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo += landslide_imports(PACKAGE / f"{module}.py")
-    return seen
 
 
 def declared_modules(deps: list[str], prefix: str) -> set[str]:
@@ -156,3 +113,32 @@ def test_fit_head_runs_every_registered_head_with_its_params(pipeline: str, stag
         assert set(kind.params) <= declared, f"{pipeline}: fit_head@{name} must declare {sorted(kind.params)}"
         others = {p for other in HEAD_KINDS.values() if other is not kind for p in other.params} - set(kind.params)
         assert not (set(entries[name].values()) & others), f"{pipeline}: fit_head@{name} declares another head's params"
+
+
+@pytest.mark.parametrize("pipeline", ["zindi", "l4s"])
+def test_the_committed_pipelines_are_what_the_description_generates(pipeline: str) -> None:
+    description = dvc_yaml.load_description()
+    path = ROOT / description["pipelines"][pipeline]["file"]
+    assert path.read_text() == dvc_yaml.render(description, pipeline), (
+        f"{path.relative_to(ROOT)} differs from tools/pipelines.yaml: run `python tools/dvc_yaml.py` (edit the description, not the file)"
+    )
+
+
+def test_a_head_with_a_fourth_param_gets_a_fourth_foreach_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # adding a head is a registry entry: the generated fit_head foreach and params follow it
+    from dataclasses import replace
+
+    from landslide_dvc.core import heads
+
+    wide = replace(heads.HEAD_KINDS["svm"], name="wide", params=("head.kernel", "head.C", "head.gamma", "head.seed"))
+    monkeypatch.setitem(heads.HEAD_KINDS, "wide", wide)
+    stages, _ = dvc_yaml.pipeline_stages(dvc_yaml.load_description(), "zindi")
+    fit_head = stages["fit_head"]
+    assert fit_head["foreach"]["wide"] == {"p1": "head.kernel", "p2": "head.C", "p3": "head.gamma", "p4": "head.seed"}
+    assert fit_head["foreach"]["fc"] == {f"p{k}": "head.threshold" for k in range(1, 5)}
+    assert fit_head["do"]["params"][-1] == "${item.p4}"
+
+
+def test_fold_lists_follow_the_params_files_fold_ids() -> None:
+    assert dvc_yaml.expand_folds(["a", "m/fold_{fold}.pt"], [0, 2]) == ["a", "m/fold_0.pt", "m/fold_2.pt"]
+    assert dvc_yaml.expand_folds({"y": {"d/{fold}/f1.tsv": "f1"}}, [1]) == {"y": {"d/1/f1.tsv": "f1"}}

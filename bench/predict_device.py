@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, draw_l4s_scene
-from landslide_dvc.formats.synthetic_scene import PIXEL_M, SceneParams, draw_zindi_scene
 from landslide_dvc.serve.bundle import load_bundle
 from landslide_dvc.serve.scene_reader import window_offsets
+from landslide_dvc.synthetic.scenes import PIXEL_M, SceneParams, draw_zindi_scene
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams, draw_l4s_scene
 
 BUNDLES = (("classifier", "models/bundle", "params.yaml"), ("unet", "l4s/models/seg_bundle", "l4s/params.yaml"))
 BATCH_SIZES = {"classifier": (256, 64, 1024), "unet": (4, 32, 128, 512)}

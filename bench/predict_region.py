@@ -3,7 +3,7 @@
     python bench/predict_region.py [--bundle models/bundle] [--scenes 4] [--size 512] [--workers 2]
                                    [--stride S] [--batch-size B] [--workdir DIR]
 
-Draws ``--scenes`` synthetic scenes of the bundle's kind (`landslide_dvc.formats.synthetic_scene`,
+Draws ``--scenes`` synthetic scenes of the bundle's kind (`landslide_dvc.synthetic.scenes`,
 each with its own seed, written as `synthesize_scene` writes them), maps them with
 `serve.region.predict_region` in this process (1 torch thread, the time inside the bundle's
 ``predict_tiles`` measured apart), then on a LocalCluster of ``--workers`` single-threaded worker
@@ -31,9 +31,6 @@ import numpy as np
 
 from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.formats.scene_folder import SCENE_FILE, utm_georef, write_scene_folder
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, draw_l4s_scene
-from landslide_dvc.formats.synthetic_scene import PIXEL_M, SceneParams, draw_zindi_scene
 from landslide_dvc.serve.bundle import load_bundle
 from landslide_dvc.serve.region import (
     STRIP_ROWS,
@@ -46,6 +43,9 @@ from landslide_dvc.serve.region import (
 )
 from landslide_dvc.serve.scene_reader import window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle
+from landslide_dvc.synthetic.scenes import PIXEL_M, SceneParams, draw_zindi_scene
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams, draw_l4s_scene
 
 H200_WINDOWS_PER_S = {"classifier": 2352.0, "segmentation": 3032.0}  # docs/performance.md, bench/predict_device.py
 M2_PER_KM2 = 1e6

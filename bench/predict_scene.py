@@ -4,7 +4,7 @@
                                   [--device auto] [--batch-size B] [--repeats 1] [--figure F.png] [--workdir DIR]
                                   [--windows blend|intersection]
 
-The scene is the one `synthesize_scene` draws (`landslide_dvc.formats.synthetic_scene`), at ``--size``:
+The scene is the one `synthesize_scene` draws (`landslide_dvc.synthetic.scenes`), at ``--size``:
 one continuous landscape with every landslide known, a no-data corner, 10 m UTM pixels. A window
 classifier bundle (models/bundle) gets the Zindi scene (12 bands at the archive's scales, the
 parameters of params.yaml's ``scene`` section); a segmentation bundle (l4s/models/seg_bundle) gets
@@ -43,9 +43,6 @@ from landslide_dvc.core.model import embed, resize_input
 from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.core.segmentation import predict_probabilities
 from landslide_dvc.formats.scene_folder import SCENE_FILE, read_truth, utm_georef, write_scene_folder
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, draw_l4s_scene
-from landslide_dvc.formats.synthetic_scene import PIXEL_M, DrawnScene, SceneParams, draw_zindi_scene
 from landslide_dvc.pipeline.score_map import object_scores, pixel_scores
 from landslide_dvc.serve.blend import Blender, neighbour_jumps, window_boundaries
 from landslide_dvc.serve.bundle import Bundle, load_bundle
@@ -53,6 +50,9 @@ from landslide_dvc.serve.maps import MapFiles, SceneMap, find_regions, write_map
 from landslide_dvc.serve.predict import SceneResult, scene_map, score_scene
 from landslide_dvc.serve.scene_reader import open_scene, strip_windows, window_offsets
 from landslide_dvc.serve.seg_bundle import SegBundle, undo_dihedral_views
+from landslide_dvc.synthetic.scenes import PIXEL_M, DrawnScene, SceneParams, draw_zindi_scene
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams, draw_l4s_scene
 
 Model = Bundle | SegBundle
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from landslide_dvc.formats.synthetic import SynthesizeParams, default_workers, write_dataset
+from landslide_dvc.synthetic.stand_in import SynthesizeParams, default_workers, write_dataset
 
 
 def _folder_bytes(root: Path) -> int:

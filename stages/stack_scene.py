@@ -1,10 +1,10 @@
 """DVC stage `stack_scene`: data/stacked/ (scene.tif, its provenance and STAC Item), stacked from data/products/."""
 
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats.synthetic_products import ProductsParams
 from landslide_dvc.pipeline.paths import PRODUCTS_DIR, STACKED_DIR, STACKED_SCENE
 from landslide_dvc.pipeline.stack_scene import StackSceneParams, run_stack_scene
 from landslide_dvc.pipeline.stage import run_stage
+from landslide_dvc.synthetic.products import ProductsParams
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """DVC stage `synthesize`: write the synthetic stand-in dataset in the Zindi layout."""
 
 from landslide_dvc.core.params import read_section
-from landslide_dvc.formats.synthetic import SynthesizeParams
 from landslide_dvc.pipeline.paths import SYNTHETIC_DIR
 from landslide_dvc.pipeline.stage import run_stage
 from landslide_dvc.pipeline.synthesize import run_synthesize
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """DVC stage `synthesize_l4s`: write the synthetic stand-in in the Landslide4Sense layout."""
 
 from landslide_dvc.core.params import read_section
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
 from landslide_dvc.pipeline.paths import L4S_SYNTHETIC_DIR
 from landslide_dvc.pipeline.stage import run_stage
 from landslide_dvc.pipeline.synthesize_l4s import run_synthesize_l4s
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """DVC stage `synthesize_l4s_scene`: l4s/data/scene/ (14 bands) (scene.tif, truth.tif, truth.gpkg) for map_scene and score_map."""
 
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
-from landslide_dvc.formats.synthetic_scene import SceneParams
 from landslide_dvc.pipeline.paths import SCENE_DIR
 from landslide_dvc.pipeline.stage import run_stage
 from landslide_dvc.pipeline.synthesize_l4s_scene import run_synthesize_l4s_scene
+from landslide_dvc.synthetic.scenes import SceneParams
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams
 
 
 def main() -> None:

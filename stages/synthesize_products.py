@@ -1,10 +1,10 @@
 """DVC stage `synthesize_products`: data/products/, data/scene/scene.tif as the products a user downloads."""
 
 from landslide_dvc.core.params import read_section
-from landslide_dvc.formats.synthetic_products import ProductsParams
 from landslide_dvc.pipeline.paths import PRODUCTS_DIR, SCENE_FILE
 from landslide_dvc.pipeline.stage import run_stage
 from landslide_dvc.pipeline.synthesize_products import run_synthesize_products
+from landslide_dvc.synthetic.products import ProductsParams
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """DVC stage `synthesize_scene`: data/scene/ (scene.tif, truth.tif, truth.gpkg) for map_scene and score_map."""
 
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_scene import SceneParams
 from landslide_dvc.pipeline.paths import SCENE_DIR
 from landslide_dvc.pipeline.stage import run_stage
 from landslide_dvc.pipeline.synthesize_scene import run_synthesize_scene
+from landslide_dvc.synthetic.scenes import SceneParams
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ from landslide_dvc.core.heads import HEADS
 from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.segmentation import pixel_scores
 from landslide_dvc.formats.l4s import labels_from_masks, load_l4s_split
-from landslide_dvc.formats.synthetic import OPTICAL_SCALE, Landscape, generate_split, split_rng
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, write_l4s_dataset
+from landslide_dvc.synthetic.stand_in import OPTICAL_SCALE, Landscape, generate_split, split_rng
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams, write_l4s_dataset
 
 N_BANDS = len(L4S_BANDS)
 
@@ -317,7 +317,7 @@ def test_stand_in_trains_on_the_releases_published_band_statistics(tmp_path: Pat
 
 
 def test_landscape_places_scars_on_steep_ground_and_sets_the_haze() -> None:
-    from landslide_dvc.formats.synthetic import SynthesizeParams
+    from landslide_dvc.synthetic.stand_in import SynthesizeParams
 
     params = SynthesizeParams(n_train=40, n_test=2, seed=1, cloud_fraction=0.0)
 
@@ -346,7 +346,7 @@ def test_landscape_places_scars_on_steep_ground_and_sets_the_haze() -> None:
 
 
 def test_zindi_generator_unchanged_by_the_size_option() -> None:
-    from landslide_dvc.formats.synthetic import SynthesizeParams
+    from landslide_dvc.synthetic.stand_in import SynthesizeParams
 
     params = SynthesizeParams(n_train=4, n_test=2, seed=1)
     default, _ = generate_split(4, 0.5, "train", split_rng(1, "train"), params)

@@ -23,9 +23,6 @@ from landslide_dvc.core.model import ModelParams
 from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.core.training import TrainParams
 from landslide_dvc.experiments import load_preset
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_products import ProductsParams
-from landslide_dvc.formats.synthetic_scene import SceneParams
 from landslide_dvc.pipeline.explain import ExplainParams
 from landslide_dvc.pipeline.fit_head import HeadParams
 from landslide_dvc.pipeline.map_scene import MapSceneParams
@@ -34,6 +31,9 @@ from landslide_dvc.pipeline.smote import SmoteParams
 from landslide_dvc.pipeline.stack_scene import StackSceneParams
 from landslide_dvc.pipeline.stats_baseline import StatsBaselineParams
 from landslide_dvc.pipeline.submit import SubmitParams
+from landslide_dvc.synthetic.products import ProductsParams
+from landslide_dvc.synthetic.scenes import SceneParams
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ from landslide_dvc.core.params import get_section, load_params, parse_section
 from landslide_dvc.core.segmentation import SegParams
 from landslide_dvc.core.training import TrainParams
 from landslide_dvc.formats.l4s import L4SParams
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
 from landslide_dvc.pipeline.export_seg import ExportSegParams
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams
 
 SECTIONS: dict[str, type] = {
     **ZINDI_SECTIONS,

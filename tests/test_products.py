@@ -25,12 +25,12 @@ import rasterio
 from landslide_dvc.core.errors import ParamError
 from landslide_dvc.core.params import get_section, load_params
 from landslide_dvc.formats.scene_folder import utm_georef, write_scene_folder
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_products import ProductsParams, s2_digital_numbers, scene_classification
-from landslide_dvc.formats.synthetic_scene import PIXEL_M, SceneParams, draw_zindi_scene
 from landslide_dvc.pipeline.stack_scene import StackSceneParams, run_stack_scene, stack_inputs
 from landslide_dvc.pipeline.synthesize_products import read_scene_bands, run_synthesize_products
 from landslide_dvc.serve.stack import StackOptions, read_input, run_stack
+from landslide_dvc.synthetic.products import ProductsParams, s2_digital_numbers, scene_classification
+from landslide_dvc.synthetic.scenes import PIXEL_M, SceneParams, draw_zindi_scene
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SAR_TOLERANCE_DB = 1e-4

@@ -13,13 +13,13 @@ from conftest import REPO_ROOT
 from landslide_dvc.core.bands import L4S_BANDS, RAW_BANDS
 from landslide_dvc.core.geo import label_regions, read_features
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats import synthetic
 from landslide_dvc.formats.scene_folder import SCENE_NODATA, TRUTH_NODATA, read_truth
-from landslide_dvc.formats.synthetic import SynthesizeParams, generate_split
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams
-from landslide_dvc.formats.synthetic_scene import SceneParams, swath_mask
 from landslide_dvc.pipeline.synthesize_l4s_scene import run_synthesize_l4s_scene
 from landslide_dvc.pipeline.synthesize_scene import run_synthesize_scene
+from landslide_dvc.synthetic import stand_in as synthetic
+from landslide_dvc.synthetic.scenes import SceneParams, swath_mask
+from landslide_dvc.synthetic.stand_in import SynthesizeParams, generate_split
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams
 
 ZINDI = load_params(REPO_ROOT / "params.yaml")
 L4S = load_params(REPO_ROOT / "l4s" / "params.yaml")
@@ -114,7 +114,7 @@ def test_painting_objects_in_pieces_gives_the_same_bytes_as_in_one(monkeypatch: 
 
 def test_a_landscape_counts_hundreds_of_scars() -> None:
     """Regression: a patch holds at most three scars, a landscape hundreds (an int8 count wrapped around)."""
-    from landslide_dvc.formats.synthetic_scene import draw_zindi_scene
+    from landslide_dvc.synthetic.scenes import draw_zindi_scene
 
     scene = draw_zindi_scene(small_scene(scars_per_km2=50.0), get_section(ZINDI, SynthesizeParams, "synthesize"))
     assert scene.n_scars > 127
@@ -123,7 +123,7 @@ def test_a_landscape_counts_hundreds_of_scars() -> None:
 def test_a_landscape_paints_its_objects_in_boxes_as_over_the_whole_grid(monkeypatch: pytest.MonkeyPatch) -> None:
     """Scars, look-alikes and fields of a landscape are painted only around themselves; the bytes are
     those of masks over the whole grid (the slow way, forced here)."""
-    from landslide_dvc.formats.synthetic_scene import draw_zindi_scene
+    from landslide_dvc.synthetic.scenes import draw_zindi_scene
 
     params, synth = small_scene(scars_per_km2=20.0, fields_per_km2=10.0), get_section(ZINDI, SynthesizeParams, "synthesize")
     boxed = draw_zindi_scene(params, synth)

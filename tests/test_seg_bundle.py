@@ -29,11 +29,11 @@ from landslide_dvc.core.mapping_rules import MappingRules, tune_rules
 from landslide_dvc.core.scaling import apply_statistics, fit_statistics
 from landslide_dvc.core.segmentation import SegData, SegParams, build_unet, predict_probabilities
 from landslide_dvc.formats.l4s import load_l4s_split
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, physical_bands, write_l4s_dataset
 from landslide_dvc.pipeline.export_seg import ExportSegParams, RuleTuningParams, run_export_seg
 from landslide_dvc.serve.bundle import load_bundle
 from landslide_dvc.serve.maps import find_regions
 from landslide_dvc.serve.seg_bundle import SegBundle
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams, physical_bands, write_l4s_dataset
 
 WINDOW = 32  # the tiny U-Net's patch size (depth 3: 32 px -> 4 px)
 CPU = torch.device("cpu")

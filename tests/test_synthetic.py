@@ -1,4 +1,4 @@
-"""Tests of the synthetic stand-in dataset (src/landslide_dvc/formats/synthetic.py)."""
+"""Tests of the synthetic stand-in dataset (src/landslide_dvc/synthetic/stand_in.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import landslide_dvc
 from landslide_dvc.core.bands import BAND_INDEX, N_RAW_BANDS, PATCH_SIZE, RAW_BANDS
 from landslide_dvc.core.errors import ParamError
 from landslide_dvc.core.params import parse_section
-from landslide_dvc.formats.synthetic import (
+from landslide_dvc.synthetic.stand_in import (
     HARD_KINDS,
     OPTICAL_SCALE,
     SynthesizeParams,
@@ -252,7 +252,7 @@ GOLDEN_SCRIPT = """
 import landslide_dvc  # first: it pins numpy's SIMD dispatch before numpy is imported
 import hashlib, sys, tempfile
 from pathlib import Path
-from landslide_dvc.formats.synthetic import SynthesizeParams, write_dataset
+from landslide_dvc.synthetic.stand_in import SynthesizeParams, write_dataset
 
 with tempfile.TemporaryDirectory() as tmp:
     write_dataset(Path(tmp), SynthesizeParams(**{params}), workers=1)

@@ -1,2 +1,2 @@
-"""Dataset formats: the Zindi challenge layout, Landslide4Sense, and the synthetic stand-ins that
-write both layouts. Formats import only core."""
+"""Dataset formats: the Zindi challenge layout, Landslide4Sense, and the scene-with-truth folder.
+Formats import only core; the synthetic stand-ins that write these layouts live in ``synthetic``."""

@@ -12,8 +12,8 @@ from pathlib import Path
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_path
 from landslide_dvc.core.params import params_section, require
-from landslide_dvc.formats.synthetic_products import ProductsParams
 from landslide_dvc.serve.stack import SCL_CLASSES, StackOptions, run_stack
+from landslide_dvc.synthetic.products import ProductsParams
 
 
 @params_section

@@ -1,6 +1,6 @@
 """The `synthesize` stage: the embedded synthetic stand-in, written as the Zindi archive unpacks.
 
-The generative model itself is ``landslide_dvc.formats.synthetic``; this stage publishes its
+The generative model itself is ``landslide_dvc.synthetic.stand_in``; this stage publishes its
 output folder whole (atomically), so DVC never sees half a dataset.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from landslide_dvc.core.io import atomic_path
-from landslide_dvc.formats.synthetic import SynthesizeParams, write_dataset
+from landslide_dvc.synthetic.stand_in import SynthesizeParams, write_dataset
 
 
 def run_synthesize(params: SynthesizeParams, out_dir: Path) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from landslide_dvc.formats.synthetic_l4s import SynthesizeL4SParams, draw_l4s_scene
-from landslide_dvc.formats.synthetic_scene import DrawnScene, SceneParams
 from landslide_dvc.pipeline.synthesize_scene import write_drawn_scene
+from landslide_dvc.synthetic.scenes import DrawnScene, SceneParams
+from landslide_dvc.synthetic.stand_in_l4s import SynthesizeL4SParams, draw_l4s_scene
 
 
 def run_synthesize_l4s_scene(params: SceneParams, l4s: SynthesizeL4SParams, out_dir: Path) -> tuple[DrawnScene, int]:

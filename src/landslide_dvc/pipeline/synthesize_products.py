@@ -1,6 +1,6 @@
 """The `synthesize_products` stage: data/products/, the stand-in scene as the products a user downloads.
 
-Reads data/scene/scene.tif (the 12 Zindi bands) and writes, with ``formats.synthetic_products``,
+Reads data/scene/scene.tif (the 12 Zindi bands) and writes, with ``synthetic.products``,
 a Sentinel-2 L2A SAFE folder, Sentinel-1 RTC GeoTIFFs in linear power before and after the event
 from both orbits, and their STAC Items; the folder is published whole (atomically).
 """
@@ -14,7 +14,7 @@ import numpy as np
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.geo import Georef
 from landslide_dvc.core.io import atomic_path
-from landslide_dvc.formats.synthetic_products import ProductsParams, RenderedProducts, render_products
+from landslide_dvc.synthetic.products import ProductsParams, RenderedProducts, render_products
 
 
 def read_scene_bands(path: Path) -> tuple[np.ndarray, np.ndarray, Georef]:

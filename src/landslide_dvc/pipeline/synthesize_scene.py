@@ -1,6 +1,6 @@
 """The `synthesize_scene` stage: data/scene/, one continuous Zindi-band scene with known landslides.
 
-The landscape is ``formats.synthetic_scene``'s, the files ``formats.scene_folder``'s layout; the folder is
+The landscape is ``synthetic.scenes``'s, the files ``formats.scene_folder``'s layout; the folder is
 published whole (atomically).
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from landslide_dvc.core.io import atomic_path
 from landslide_dvc.formats.scene_folder import utm_georef, write_scene_folder
-from landslide_dvc.formats.synthetic import SynthesizeParams
-from landslide_dvc.formats.synthetic_scene import PIXEL_M, DrawnScene, SceneParams, draw_zindi_scene
+from landslide_dvc.synthetic.scenes import PIXEL_M, DrawnScene, SceneParams, draw_zindi_scene
+from landslide_dvc.synthetic.stand_in import SynthesizeParams
 
 
 def write_drawn_scene(scene: DrawnScene, params: SceneParams, out_dir: Path, source: str) -> int:

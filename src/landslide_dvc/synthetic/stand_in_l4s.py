@@ -1,6 +1,6 @@
 """Synthetic stand-in for Landslide4Sense 2022, written in its layout (``landslide_dvc.formats.l4s``).
 
-The scenes come from the Zindi stand-in's generative model (``landslide_dvc.formats.synthetic``) drawn at the
+The scenes come from the Zindi stand-in's generative model (``landslide_dvc.synthetic.stand_in``) drawn at the
 release's 128 px: the same terrain, land cover and hard negatives, and the landslide scars it draws
 become the pixel masks. Its ``Landscape`` follows the release where the two differ: scars (and
 their bare look-alikes) ``scar_scale`` times as long and wide as in the Zindi model, whose objects
@@ -34,8 +34,8 @@ import numpy as np
 from landslide_dvc.core.bands import L4S_BANDS
 from landslide_dvc.core.params import params_section, require
 from landslide_dvc.formats.l4s import IMAGE_DIR, IMAGE_KEY, MASK_DIR, MASK_KEY, TEST_SPLIT, TRAIN_SPLIT, VALID_SPLIT
-from landslide_dvc.formats.synthetic import OPTICAL_SCALE, Landscape, SynthesizeParams, generate_split
-from landslide_dvc.formats.synthetic_scene import DrawnScene, SceneParams, draw_landscape, swath_mask
+from landslide_dvc.synthetic.scenes import DrawnScene, SceneParams, draw_landscape, swath_mask
+from landslide_dvc.synthetic.stand_in import OPTICAL_SCALE, Landscape, SynthesizeParams, generate_split
 
 # Weights of (blue, green, red, NIR) reflectance in each Sentinel-2 band, and an offset.
 _MIXTURES: dict[str, tuple[float, float, float, float, float]] = {

@@ -17,7 +17,7 @@ import numpy as np
 
 from landslide_dvc.core.bands import RAW_BANDS
 from landslide_dvc.core.params import params_section, require
-from landslide_dvc.formats.synthetic import (
+from landslide_dvc.synthetic.stand_in import (
     ZINDI_LANDSCAPE,
     Landscape,
     LandscapeObjects,

@@ -3,15 +3,8 @@
 import sys
 
 from landslide_dvc.core.params import get_section, load_params
-from landslide_dvc.formats.l4s import L4SParams
-from landslide_dvc.pipeline.normalize import (
-    DataParams,
-    FoldsParams,
-    NormalizeParams,
-    check_data_dir,
-    run_normalize,
-    run_normalize_l4s,
-)
+from landslide_dvc.formats.registry import dataset_format
+from landslide_dvc.pipeline.normalize import DataParams, FoldsParams, NormalizeParams, check_data_dir, run_normalize
 from landslide_dvc.pipeline.paths import NORMALIZED_TEST, NORMALIZED_TRAIN, TEST_ANSWERS
 from landslide_dvc.pipeline.stage import run_stage
 
@@ -21,16 +14,12 @@ def main() -> None:
     data = get_section(params, DataParams, "data")
     norm = get_section(params, NormalizeParams, "normalize")
     folds = get_section(params, FoldsParams, "folds")
-    if data.format == "l4s":
-        l4s = get_section(params, L4SParams, "l4s")
-        result = run_normalize_l4s(
-            check_data_dir(data.dir), l4s, norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS
-        )
-    else:
-        result = run_normalize(
-            check_data_dir(data.dir), norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS,
-            optical_scale=data.optical_scale,
-        )
+    fmt = dataset_format(data.format)
+    format_params = get_section(params, fmt.params_class, fmt.params_section) if fmt.params_section else None
+    result = run_normalize(
+        check_data_dir(data.dir), norm, folds, NORMALIZED_TRAIN, NORMALIZED_TEST, TEST_ANSWERS,
+        optical_scale=data.optical_scale, data_format=data.format, format_params=format_params,
+    )
     for notice in result.notices:
         print(f"normalize: {notice}", file=sys.stderr)
     rows = f" ({result.n_submission_rows} submission rows)" if result.n_submission_rows != result.n_test else ""

@@ -170,3 +170,15 @@ def test_optical_scale_contradicting_the_data_stops_normalize(
     assert expected in err and err.strip().endswith(f"but data.optical_scale is {setting}; set data.optical_scale: {fits}")
     assert "train_data (Train.csv)" in err
     assert files_under(tmp_path) == before
+
+
+def test_every_format_is_one_registry_entry_and_an_unknown_one_is_refused() -> None:
+    from landslide_dvc.core.errors import ParamError
+    from landslide_dvc.formats.registry import DATASET_FORMATS, dataset_format
+
+    assert list(DATASET_FORMATS) == ["zindi", "l4s"]
+    assert dataset_format("l4s").params_section == "l4s" and dataset_format("zindi").params_section is None
+    with pytest.raises(ParamError, match="data.format='sen12'.*zindi, l4s"):
+        dataset_format("sen12")
+    with pytest.raises(ParamError, match="normalize.channels=20 does not fit data.format: l4s; use one of 14, 17"):
+        NormalizeParams("standard", 20).check_format("l4s")

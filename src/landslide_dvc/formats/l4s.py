@@ -31,7 +31,9 @@ import numpy as np
 
 from landslide_dvc.core.bands import L4S_BANDS
 from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.params import params_section, require
+from landslide_dvc.formats.dataset import DatasetFormat, FormatData, SplitData
 
 TRAIN_SPLIT = "TrainData"
 VALID_SPLIT = "ValidData"
@@ -251,3 +253,40 @@ def load_l4s_split(root: Path, split: str, *, masks_required: bool) -> L4SSplit:
 def labels_from_masks(masks: np.ndarray, min_pixels: int) -> np.ndarray:
     """Image-level labels (N,) int8: 1 where a mask (N, H, W) has at least ``min_pixels`` landslide pixels."""
     return (masks.reshape(len(masks), -1).sum(axis=1, dtype=np.int64) >= min_pixels).astype(np.int8)
+
+
+def read_for_normalize(root: Path, channels: int, own_params: L4SParams, optical_scale: float) -> FormatData:
+    """TrainData and the split ``l4s.test_split`` for `normalize`: channels, labels from the masks, the masks."""
+    train = load_l4s_split(root, TRAIN_SPLIT, masks_required=True)
+    test = load_l4s_split(root, own_params.test_split, masks_required=False)
+    if test.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(
+            f"{test.folder}: images of shape {test.images.shape[1:]} (bands, H, W) differ from "
+            f"{train.folder}'s {train.images.shape[1:]}; both splits must come from the same release"
+        )
+    assert train.masks is not None  # masks_required
+    labels = labels_from_masks(train.masks, own_params.min_pixels)
+    test_extra: dict[str, np.ndarray] = {"submission_ids": np.array(test.ids, dtype=object)}
+    test_labels = None
+    if test.masks is not None:
+        test_extra["masks"] = test.masks
+        test_labels = labels_from_masks(test.masks, own_params.min_pixels)
+    train_images = derive_l4s_channels(train.images, channels)  # type: ignore[arg-type]
+    return FormatData(
+        train=SplitData(train_images, train.ids, attrs={"split": TRAIN_SPLIT}, extra={"masks": train.masks}),
+        test=SplitData(derive_l4s_channels(test.images, channels), test.ids,  # type: ignore[arg-type]
+                       attrs={"split": own_params.test_split, "submission_columns": ["ID", "Target"]}, extra=test_extra),
+        train_labels=labels,
+        labels_source=f"{train.folder} (labels from masks with >= {own_params.min_pixels} landslide pixels)",
+        test_labels=test_labels,  # a split without masks has no answers
+        channels=l4s_channel_names(channels),  # type: ignore[arg-type]
+        layout={"format": "l4s", "min_pixels": own_params.min_pixels, "patch_size": int(train_images.shape[-1])},
+        n_submission_rows=len(test.ids),
+    )
+
+
+L4S = DatasetFormat(
+    name="l4s", channel_sets=(14, 17), ssl4eo=False,
+    ssl4eo_refusal="the release is already rescaled with unpublished constants, so DN / 10,000 cannot be recovered",
+    params_section="l4s", params_class=L4SParams, read=read_for_normalize,
+)

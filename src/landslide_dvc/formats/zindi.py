@@ -22,17 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
+from landslide_dvc.core.channels import channel_names, check_optical_scale, raw_to_channels
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.patches import (
     _PLAIN_ID,
     SAMPLE_SUBMISSION_CSV,
     SUBMISSION_COLUMNS,
     TEST_CSV,
+    TEST_DIR,
     TEST_LABELS_CSV,
     TRAIN_CSV,
+    TRAIN_DIR,
     CsvTable,
+    load_images,
     read_table,
 )
+from landslide_dvc.formats.dataset import DatasetFormat, FormatData, SplitData
 
 
 @dataclass(frozen=True)
@@ -221,3 +226,34 @@ def read_index(root: str | Path) -> ZindiIndex:
     )
 
 
+
+
+def read_for_normalize(root: Path, channels: int, own_params: None, optical_scale: float) -> FormatData:
+    """The dataset at ``root`` for `normalize`: both splits' channels, the labels, the submission's rows."""
+    index = read_index(root)
+
+    def split(folder: str, ids: list[str], csv_name: str) -> np.ndarray:
+        raw = load_images(root, folder, ids, csv_name)
+        check_optical_scale(raw, optical_scale, f"{root / folder} ({csv_name})")
+        return raw_to_channels(raw, channels, optical_scale)  # type: ignore[arg-type]
+
+    return FormatData(
+        train=SplitData(split(TRAIN_DIR, index.train_ids, TRAIN_CSV), index.train_ids),
+        # One ID per submission row: `submit` writes them in this order, a repeated ID with its one score.
+        test=SplitData(split(TEST_DIR, index.test_ids, TEST_CSV), index.test_ids,
+                       attrs={"submission_columns": index.submission_header},
+                       extra={"submission_ids": np.array(index.submission_order, dtype=object)}),
+        train_labels=index.train_labels,
+        labels_source=str(Path(root) / TRAIN_CSV),
+        test_labels=index.test_labels,  # the real Zindi test set has no answers
+        channels=channel_names(channels),  # type: ignore[arg-type]
+        layout={"optical_scale": float(optical_scale)},
+        n_submission_rows=len(index.submission_order),
+        notices=index.notices,
+    )
+
+
+ZINDI = DatasetFormat(
+    name="zindi", channel_sets=(12, 20, 28), ssl4eo=True, ssl4eo_refusal="", params_section=None, params_class=None,
+    read=read_for_normalize,
+)

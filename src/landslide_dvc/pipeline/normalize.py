@@ -1,5 +1,9 @@
 """The `normalize` stage: validated dataset -> channel set -> per-channel scaling -> folds -> HDF5.
 
+The dataset is read by its format's module (``data.format``, ``formats.registry``: its files,
+channels, labels and what it adds to each split, as ``formats.dataset.FormatData``); the scaling,
+folds and files below are the same path for every format.
+
 Output files (h5py):
   train.h5: images (N, C, 64, 64) float32, ids (str), labels (int8), fold (int8)
   test.h5:  images and ids of the distinct test images (an ID listed twice is stored once), and
@@ -34,20 +38,11 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from landslide_dvc.core.band_identity import weights_scaling
-from landslide_dvc.core.channels import ChannelSet, channel_names, check_optical_scale, raw_to_channels
 from landslide_dvc.core.errors import DataError
 from landslide_dvc.core.io import atomic_paths, content_digest
-from landslide_dvc.core.l4s_channels import derive_l4s_channels, l4s_channel_names
 from landslide_dvc.core.params import Exact, params_section, require
-from landslide_dvc.core.patches import TEST_CSV, TEST_DIR, TRAIN_CSV, TRAIN_DIR, load_images
 from landslide_dvc.core.scaling import apply_statistics, fit_statistics
-from landslide_dvc.formats.l4s import (
-    TRAIN_SPLIT,
-    L4SParams,
-    labels_from_masks,
-    load_l4s_split,
-)
-from landslide_dvc.formats.zindi import read_index
+from landslide_dvc.formats.registry import dataset_format
 
 
 @params_section
@@ -72,17 +67,16 @@ class NormalizeParams:
     channels: Annotated[Literal[12, 14, 17, 20, 28], Exact]  # Zindi: 12, 20, 28; Landslide4Sense: 14 bands, 17 (+ differences)
 
     def check_format(self, data_format: str) -> None:
-        """Each layout has its own channel sets."""
-        allowed = (14, 17) if data_format == "l4s" else (12, 20, 28)
+        """Each dataset format has its own channel sets, and ssl4eo only where DN / 10,000 is recoverable."""
+        fmt = dataset_format(data_format)
         require(
-            self.channels in allowed,
+            self.channels in fmt.channel_sets,
             f"normalize.channels={self.channels} does not fit data.format: {data_format}; use one of "
-            f"{', '.join(map(str, allowed))}",
+            f"{', '.join(map(str, fmt.channel_sets))}",
         )
         require(
-            not (data_format == "l4s" and self.method == "ssl4eo"),
-            "normalize.method=ssl4eo does not fit data.format: l4s (the release is already rescaled with unpublished "
-            "constants, so DN / 10,000 cannot be recovered); use standard (docs/weights.md)",
+            fmt.ssl4eo or self.method != "ssl4eo",
+            f"normalize.method=ssl4eo does not fit data.format: {data_format} ({fmt.ssl4eo_refusal}); use standard (docs/weights.md)",
         )
 
 
@@ -195,13 +189,6 @@ class NormalizeResult:
     notices: tuple[str, ...]
 
 
-def load_channels(root: Path, folder: str, ids: list[str], csv_name: str, channels: ChannelSet, optical_scale: float) -> np.ndarray:
-    """Load one split's patches, check their optical scale, and derive the channel set (unscaled)."""
-    raw = load_images(root, folder, ids, csv_name)
-    check_optical_scale(raw, optical_scale, f"{root / folder} ({csv_name})")
-    return raw_to_channels(raw, channels, optical_scale)
-
-
 def _scale_splits(
     train: np.ndarray, test: np.ndarray, method: str, channels: list[str]
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -244,82 +231,28 @@ def run_normalize(
     out_test: Path,
     out_answers: Path,
     *,
-    optical_scale: float,
+    optical_scale: float = 10000.0,
+    data_format: str = "zindi",
+    format_params: Any = None,
 ) -> NormalizeResult:
-    """Validate the dataset at ``data_dir`` and write the normalised splits."""
-    norm.check_format("zindi")
-    root = Path(data_dir)
-    index = read_index(root)
-    fold = assign_folds(index.train_labels, folds.n_splits, folds.seed, str(root / TRAIN_CSV))
-    train = load_channels(root, TRAIN_DIR, index.train_ids, TRAIN_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
-    test = load_channels(root, TEST_DIR, index.test_ids, TEST_CSV, norm.channels, optical_scale)  # type: ignore[arg-type]
-    channels = channel_names(norm.channels)  # type: ignore[arg-type]
-    center, scale, sources = _scale_splits(train, test, norm.method, channels)
-    attrs = split_attrs(channels, norm, center, scale, folds, {"optical_scale": float(optical_scale)}, sources)
-    # One ID per submission row: `submit` writes them in this order, a repeated ID with its one score.
-    test_extra = {"submission_ids": np.array(index.submission_order, dtype=object)}
-    attrs_test = {**attrs, "submission_columns": index.submission_header}
+    """Read the dataset at ``data_dir`` with its format (``formats.registry``), scale it, assign the folds and
+    write the normalised splits; one path for every format."""
+    norm.check_format(data_format)
+    data = dataset_format(data_format).read(Path(data_dir), int(norm.channels), format_params, optical_scale)
+    fold = assign_folds(data.train_labels, folds.n_splits, folds.seed, data.labels_source)
+    center, scale, sources = _scale_splits(data.train.images, data.test.images, norm.method, data.channels)
+    attrs = split_attrs(data.channels, norm, center, scale, folds, data.layout, sources)
     _write_outputs(
         (out_train, out_test, out_answers),
-        (train, index.train_ids, attrs, {"labels": index.train_labels, "fold": fold}),
-        (test, index.test_ids, attrs_test, test_extra),
-        index.test_labels,  # the real Zindi test set has no answers
+        (data.train.images, data.train.ids, {**attrs, **data.train.attrs}, {"labels": data.train_labels, "fold": fold, **data.train.extra}),
+        (data.test.images, data.test.ids, {**attrs, **data.test.attrs}, data.test.extra),
+        data.test_labels,
     )
     return NormalizeResult(
-        n_train=len(index.train_ids),
-        n_train_landslide=int(index.train_labels.sum()),
-        n_test=len(index.test_ids),
-        n_submission_rows=len(index.submission_order),
+        n_train=len(data.train.ids),
+        n_train_landslide=int(data.train_labels.sum()),
+        n_test=len(data.test.ids),
+        n_submission_rows=data.n_submission_rows,
         n_channels=int(norm.channels),
-        notices=index.notices,
-    )
-
-
-def run_normalize_l4s(
-    data_dir: Path,
-    l4s: L4SParams,
-    norm: NormalizeParams,
-    folds: FoldsParams,
-    out_train: Path,
-    out_test: Path,
-    out_answers: Path,
-) -> NormalizeResult:
-    """Validate a Landslide4Sense folder and write the normalised splits with their masks."""
-    norm.check_format("l4s")
-    root = Path(data_dir)
-    train = load_l4s_split(root, TRAIN_SPLIT, masks_required=True)
-    test = load_l4s_split(root, l4s.test_split, masks_required=False)
-    if test.images.shape[1:] != train.images.shape[1:]:
-        raise DataError(
-            f"{test.folder}: images of shape {test.images.shape[1:]} (bands, H, W) differ from "
-            f"{train.folder}'s {train.images.shape[1:]}; both splits must come from the same release"
-        )
-    assert train.masks is not None  # masks_required
-    labels = labels_from_masks(train.masks, l4s.min_pixels)
-    fold = assign_folds(labels, folds.n_splits, folds.seed, f"{train.folder} (labels from masks with >= {l4s.min_pixels} landslide pixels)")
-    train_images = derive_l4s_channels(train.images, norm.channels)  # type: ignore[arg-type]
-    test_images = derive_l4s_channels(test.images, norm.channels)  # type: ignore[arg-type]
-    channels = l4s_channel_names(norm.channels)  # type: ignore[arg-type]
-    center, scale, _ = _scale_splits(train_images, test_images, norm.method, channels)  # check_format refused ssl4eo
-    layout = {"format": "l4s", "min_pixels": l4s.min_pixels, "patch_size": int(train_images.shape[-1])}
-    attrs = split_attrs(channels, norm, center, scale, folds, layout)
-    test_extra: dict[str, np.ndarray] = {"submission_ids": np.array(test.ids, dtype=object)}
-    test_labels = None
-    if test.masks is not None:
-        test_extra["masks"] = test.masks
-        test_labels = labels_from_masks(test.masks, l4s.min_pixels)
-    attrs_test = {**attrs, "split": l4s.test_split, "submission_columns": ["ID", "Target"]}
-    _write_outputs(
-        (out_train, out_test, out_answers),
-        (train_images, train.ids, {**attrs, "split": TRAIN_SPLIT}, {"labels": labels, "fold": fold, "masks": train.masks}),
-        (test_images, test.ids, attrs_test, test_extra),
-        test_labels,  # a split without masks has no answers
-    )
-    return NormalizeResult(
-        n_train=len(train.ids),
-        n_train_landslide=int(labels.sum()),
-        n_test=len(test.ids),
-        n_submission_rows=len(test.ids),
-        n_channels=int(norm.channels),
-        notices=(),
+        notices=data.notices,
     )

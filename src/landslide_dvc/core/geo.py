@@ -128,10 +128,23 @@ def read_features(path: Path, columns: Sequence[str], *, layer: str = POLYGON_LA
     return geometries, {n: np.asarray(v) for n, v in zip(names, fields)}, meta["crs"]
 
 
+def footprint(crs: Any, transform: Any, height: int, width: int) -> tuple[dict[str, Any], list[float]]:
+    """The grid's outline as a WGS 84 polygon and its bbox: the geometry of the STAC Items of maps, stacked scenes
+    and the demo's products (densified edges, so a projected grid's sides stay true)."""
+    from rasterio.warp import transform_bounds
+
+    left, top = transform.c, transform.f
+    right, bottom = left + width * transform.a, top + height * transform.e
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {"type": "Polygon", "coordinates": [ring]}, [west, south, east, north]
+
+
 __all__ = [
     "EARTH_RADIUS_M",
     "POLYGON_LAYER",
     "Georef",
+    "footprint",
     "label_regions",
     "pixel_areas_m2",
     "read_features",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from landslide_dvc.core.errors import DataError
+from landslide_dvc.core.geo import footprint
 from landslide_dvc.core.io import file_sha256
 
 ITEM_SUFFIX = ".item.json"
@@ -97,17 +98,6 @@ def scene_dates(scene: Path, tags: dict[str, str], given: str | None = None) -> 
             return None
         return Dates(_iso(value))
     return None
-
-
-def footprint(crs: Any, transform: Any, height: int, width: int) -> tuple[dict[str, Any], list[float]]:
-    """The grid's outline as a WGS 84 polygon (densified edges, so a projected grid's sides stay true) and bbox."""
-    from rasterio.warp import transform_bounds
-
-    left, top = transform.c, transform.f
-    right, bottom = left + width * transform.a, top + height * transform.e
-    west, south, east, north = transform_bounds(crs, "EPSG:4326", min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-    return {"type": "Polygon", "coordinates": [ring]}, [west, south, east, north]
 
 
 def add_projection(item: Any, crs: Any, transform: Any, height: int, width: int) -> None:
@@ -227,6 +217,6 @@ def region_collection(out_dir: Path, items: Sequence[Path]) -> dict[str, Any]:
 
 
 __all__ = [
-    "COLLECTION_FILE", "Dates", "ITEM_SUFFIX", "MapSource", "add_file", "add_projection", "footprint", "item_path",
+    "COLLECTION_FILE", "Dates", "ITEM_SUFFIX", "MapSource", "add_file", "add_projection", "item_path",
     "map_item", "parse_datetime", "region_collection", "scene_dates", "write_json",
 ]

@@ -539,7 +539,8 @@ def scene_item(out: Path, scene_file: Path, grid: Grid, provenance: dict[str, An
     import pystac
     from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
-    from landslide_dvc.serve.stac import add_file, add_projection, footprint, relative_href
+    from landslide_dvc.core.geo import footprint
+    from landslide_dvc.serve.stac import add_file, add_projection, relative_href
 
     geometry, bbox = footprint(grid.crs, grid.transform, grid.height, grid.width)
     dates = sorted(a.date for a in acquisitions)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from landslide_dvc.core.geo import Georef
+from landslide_dvc.core.geo import Georef, footprint
 from landslide_dvc.core.params import params_section, require
 
 S2_BAND_IDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")  # band_id order
@@ -186,19 +186,9 @@ def _mtd_xml(product_uri: str, start: str, baseline: str, offset: int) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root) + b"\n"
 
 
-def _footprint(georef: Georef, height: int, width: int) -> tuple[dict[str, Any], list[float]]:
-    from rasterio.warp import transform_geom
-    from shapely.geometry import box, mapping, shape
-
-    t = georef.transform
-    outline = box(t.c, t.f + t.e * height, t.c + t.a * width, t.f)
-    geometry = transform_geom(georef.crs, "EPSG:4326", mapping(outline))
-    return geometry, [round(v, 7) for v in shape(geometry).bounds]
-
-
 def _item(item_id: str, when: str, georef: Georef, shape: tuple[int, int], properties: dict[str, Any],
           assets: dict[str, Any]) -> dict[str, Any]:
-    geometry, bbox = _footprint(georef, *shape)
+    geometry, bbox = footprint(georef.crs, georef.transform, *shape)
     return {
         "type": "Feature", "stac_version": "1.0.0",
         "stac_extensions": [
